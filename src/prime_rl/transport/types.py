@@ -1,0 +1,41 @@
+"""The orchestrator → trainer batch (DESIGN.md section 5), serialised as msgpack with msgspec."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class TrainingSample(msgspec.Struct, array_like=True, gc=False):
+    """One training sequence: prompt tokens, then completion tokens (model tokens masked in, environment tokens out)."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    completion_mask: list[bool]
+    """True for tokens the model sampled (trained on); False for environment tokens and errored rollouts."""
+    completion_logprobs: list[float]
+    """Sampling-policy logprobs after temperature; 0.0 for environment tokens."""
+    completion_temperatures: list[float]
+    """Sampling temperature of each completion token."""
+    advantage: float
+    reward: float
+    policy_step: int
+    """Policy step of the weights that generated the (first token of the) completion."""
+    example_id: int = -1
+    env_name: str = ""
+
+
+class TrainingBatch(msgspec.Struct, array_like=True, gc=False):
+    step: int
+    samples: list[TrainingSample]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(TrainingBatch)
+
+
+def encode_batch(batch: TrainingBatch) -> bytes:
+    return _encoder.encode(batch)
+
+
+def decode_batch(data: bytes) -> TrainingBatch:
+    return _decoder.decode(data)

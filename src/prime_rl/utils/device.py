@@ -1,0 +1,45 @@
+"""The one place that knows about accelerators: device choice, default dtype, peak memory, thread counts."""
+
+from __future__ import annotations
+
+import os
+import resource
+
+import torch
+
+
+def get_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on CUDA; float32 on CPU, where most CPUs have no native bfloat16 and it is slower."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return default_dtype(device)
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    """Peak accelerator memory on CUDA, peak resident set size of this process on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def set_num_threads(num_threads: int | None) -> None:
+    """Sets torch intra-op threads (None leaves torch's default: all cores)."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(num_threads))
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

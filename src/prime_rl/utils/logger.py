@@ -1,0 +1,30 @@
+"""Process-wide logging: one console handler and, optionally, one file handler."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+
+
+def setup_logger(name: str, level: str = "INFO", file: Path | None = None) -> logging.Logger:
+    """Configures the `prime_rl` logger once per process and returns `prime_rl.<name>`."""
+    root = logging.getLogger("prime_rl")
+    root.setLevel(level.upper())
+    root.handlers.clear()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+    root.addHandler(console)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(file)
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        root.addHandler(handler)
+    root.propagate = False
+    return logging.getLogger(f"prime_rl.{name}")
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(f"prime_rl.{name}")
