@@ -1,0 +1,84 @@
+"""Environments: datasets of prompts, rollouts through the inference server, and rubrics (DESIGN.md section 7)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from prime_rl.environments.base import Environment, Example, Rollout, SamplingArgs, Turn
+from prime_rl.environments.client import Completion, SamplingClient, SamplingError
+from prime_rl.environments.multi_turn import MultiTurnEnv
+from prime_rl.environments.rubric import RewardError, Rubric
+from prime_rl.environments.single_turn import SingleTurnEnv
+from prime_rl.utils.config import ConfigError, bind_kwargs
+
+BUILTINS = {
+    "reverse-text": "prime_rl.environments.reverse_text",
+    "one-word": "prime_rl.environments.one_word",
+    "guess-number": "prime_rl.environments.guess_number",
+}
+
+__all__ = [
+    "BUILTINS",
+    "Completion",
+    "Environment",
+    "Example",
+    "MultiTurnEnv",
+    "RewardError",
+    "Rollout",
+    "Rubric",
+    "SamplingArgs",
+    "SamplingClient",
+    "SamplingError",
+    "SingleTurnEnv",
+    "Turn",
+    "load_environment",
+]
+
+
+def _import_env_module(name: str):
+    """A built-in, a `.py` file, or an importable module (`my-env` is also tried as `my_env`)."""
+    key = name.lower().replace("_", "-")
+    if key in BUILTINS:
+        return importlib.import_module(BUILTINS[key])
+    if name.endswith(".py"):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"environment `{name}`: file not found")
+        spec = importlib.util.spec_from_file_location(f"prime_rl_user_env_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    candidates = list(dict.fromkeys([name, name.replace("-", "_")]))
+    for candidate in candidates:
+        try:
+            return importlib.import_module(candidate)
+        except ModuleNotFoundError as e:
+            if e.name is None or not candidate.startswith(e.name):  # the module exists, one of its imports does not
+                raise ConfigError(f"environment `{name}`: importing module `{candidate}` failed: {e}") from e
+    builtins = ", ".join(BUILTINS)
+    raise ConfigError(
+        f"environment `{name}` is not a built-in ({builtins}) and no module {' or '.join(candidates)} "
+        "could be imported (install it, or give a path to a .py file)"
+    )
+
+
+def load_environment(name_or_import_path: str, **args) -> Environment:
+    """Loads a built-in environment by name, or calls `load_environment(**args)` of a user module / `.py` file."""
+    module = _import_env_module(name_or_import_path)
+    factory = getattr(module, "load_environment", None)
+    if not callable(factory):
+        raise ConfigError(f"environment `{name_or_import_path}`: module `{module.__name__}` has no load_environment()")
+    bind_kwargs(factory, f"{module.__name__}.load_environment", args, n_positional=0)
+    env = factory(**args)
+    if not isinstance(env, Environment):
+        raise ConfigError(
+            f"environment `{name_or_import_path}`: load_environment() returned {type(env).__name__}, "
+            "expected a prime_rl.environments.Environment"
+        )
+    return env
