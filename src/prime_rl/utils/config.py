@@ -154,7 +154,9 @@ def deep_merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
         old = out.get(key)
-        same_type = not (isinstance(value, dict) and "type" in value and isinstance(old, dict) and old.get("type") != value["type"])
+        same_type = not (
+            isinstance(value, dict) and "type" in value and isinstance(old, dict) and old.get("type") != value["type"]
+        )
         if isinstance(old, dict) and isinstance(value, dict) and same_type:
             out[key] = deep_merge(old, value)
         else:
@@ -202,22 +204,34 @@ def _pick_variant(variants: list[type[BaseModel]], value: dict) -> type[BaseMode
     return None
 
 
-def check_keys(model: type[BaseModel], data: dict, source: str, prefix: str = "") -> None:
-    """Raises ConfigError naming the first unknown key in `data`, the source it came from and the closest valid key."""
+def _unknown_key_hint(model: type[BaseModel], key: str, prefix: str, siblings: list[type[BaseModel]]) -> str:
+    owners = [tag for m in siblings if m is not model and key in m.model_fields and (tag := _type_tag(m))]
+    if owners:
+        return f" for type {_type_tag(model)!r} (it belongs to type {' | '.join(repr(t) for t in owners)})"
+    hint = difflib.get_close_matches(key, list(model.model_fields), n=1)
+    return f" (did you mean `{prefix}{hint[0]}`?)" if hint else ""
+
+
+def check_keys(
+    model: type[BaseModel], data: dict, source: str, prefix: str = "", siblings: list[type[BaseModel]] | None = None
+) -> None:
+    """Raises ConfigError naming the first unknown key in `data`, the source it came from and the closest valid key.
+
+    `siblings` are the other variants of a `type` union: a key of another variant is reported with its type.
+    """
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         field = model.model_fields.get(key)
         if field is None:
-            hint = difflib.get_close_matches(key, list(model.model_fields), n=1)
-            near = f" (did you mean `{prefix}{hint[0]}`?)" if hint else ""
-            raise ConfigError(f"{source}: unknown key `{dotted}`{near}")
+            hint = _unknown_key_hint(model, key, prefix, siblings or [])
+            raise ConfigError(f"{source}: unknown key `{dotted}`{hint}")
         variants = _model_types(field.annotation)
         if not variants:
             continue
         items = value if isinstance(value, list) else [value]
         for item in items:
             if isinstance(item, dict) and (variant := _pick_variant(variants, item)) is not None:
-                check_keys(variant, item, source, f"{dotted}.")
+                check_keys(variant, item, source, f"{dotted}.", variants)
 
 
 def _field_path(model: type[BaseModel], loc: tuple) -> str:
@@ -246,6 +260,10 @@ def format_validation_error(error: ValidationError, model: type[BaseModel]) -> s
     lines = []
     for err in error.errors():
         loc = _field_path(model, err["loc"])
+        if err["type"] == "union_tag_invalid":
+            tag, expected = err["ctx"]["tag"], err["ctx"]["expected_tags"]
+            lines.append(f"`{loc + '.' if loc else ''}type`: unknown type {tag!r} (expected one of: {expected})")
+            continue
         given = f" (got {err['input']!r})" if err["type"] not in ("missing", "extra_forbidden") else ""
         msg = err["msg"].removeprefix("Value error, ")
         lines.append(f"`{loc}`: {msg}{given}" if loc else msg)
@@ -323,6 +341,8 @@ def import_object(path: str, what: str = "object") -> Any:
     """Imports `pkg.module.attr` or `pkg.module:attr`; the working directory is importable. Raises ConfigError."""
     import importlib
 
+    # A module the user just wrote must be found even if this directory was scanned before.
+    importlib.invalidate_caches()
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     module_name, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
@@ -331,9 +351,13 @@ def import_object(path: str, what: str = "object") -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
+        if e.name is not None and not (module_name == e.name or module_name.startswith(f"{e.name}.")):
+            raise ConfigError(f"import_path `{path}`: importing module `{module_name}` failed: {e}") from e
         raise ConfigError(f"import_path `{path}`: module `{module_name}` not found ({e})") from None
     except Exception as e:
-        raise ConfigError(f"import_path `{path}`: importing module `{module_name}` failed: {type(e).__name__}: {e}") from e
+        raise ConfigError(
+            f"import_path `{path}`: importing module `{module_name}` failed: {type(e).__name__}: {e}"
+        ) from e
     if not hasattr(module, attr):
         names = [n for n in dir(module) if not n.startswith("_")]
         hint = difflib.get_close_matches(attr, names, n=3)
@@ -356,5 +380,6 @@ def bind_kwargs(fn: Any, path: str, kwargs: dict, n_positional: int = 1) -> None
     try:
         sig.bind(*([None] * n_positional), **kwargs)
     except TypeError as e:
-        raise ConfigError(f"import_path `{path}`: kwargs {kwargs} do not fit signature {fn.__name__}{sig}: {e}") from None
-
+        raise ConfigError(
+            f"import_path `{path}`: kwargs {kwargs} do not fit signature {fn.__name__}{sig}: {e}"
+        ) from None
