@@ -1,0 +1,116 @@
+"""Per-token logprobs and entropies of packed sequences, with each token's sampling temperature, in vocab chunks.
+
+Logprob of token t comes from the logits at t-1 divided by token t's temperature. The LM head and log-softmax run
+chunk by chunk in a custom autograd function that saves only the hidden states and one logsumexp per token; the
+backward recomputes each chunk's logits, so no [tokens, vocab] float32 tensor outlives one chunk.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+
+def _chunk_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None, inv_temps: Tensor) -> Tensor:
+    logits = hidden @ weight.T
+    if bias is not None:
+        logits = logits + bias
+    return logits.to(_acc_dtype(logits.dtype)) * inv_temps[:, None]
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Softmax math runs in float32 at least (bf16 logits lose too much in logsumexp)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+class ChunkedLogprobs(torch.autograd.Function):
+    """(hidden [N, H], weight [V, H], bias [V] | None, labels [N], inv_temps [N]) -> (logprobs [N], entropy [N])."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, labels, inv_temps, chunk_size: int):
+        n = hidden.shape[0]
+        logprobs = torch.empty(n, dtype=_acc_dtype(hidden.dtype), device=hidden.device)
+        entropy = torch.empty_like(logprobs)
+        lse = torch.empty_like(logprobs)
+        for s in range(0, n, chunk_size):
+            e = min(s + chunk_size, n)
+            z = _chunk_logits(hidden[s:e], weight, bias, inv_temps[s:e])
+            lse[s:e] = torch.logsumexp(z, dim=-1)
+            logprobs[s:e] = z.gather(1, labels[s:e, None])[:, 0] - lse[s:e]
+            p = torch.exp(z - lse[s:e, None])
+            entropy[s:e] = lse[s:e] - (p * z).sum(-1)
+        ctx.save_for_backward(hidden, weight, bias, labels, inv_temps, lse)
+        ctx.chunk_size = chunk_size
+        ctx.mark_non_differentiable(entropy)
+        return logprobs, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logprobs, _grad_entropy):
+        hidden, weight, bias, labels, inv_temps, lse = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_h = torch.empty_like(hidden) if need_h else None
+        acc = _acc_dtype(weight.dtype)
+        grad_w = torch.zeros_like(weight, dtype=acc) if need_w else None
+        grad_b = torch.zeros_like(bias, dtype=acc) if need_b else None
+        n, chunk_size = hidden.shape[0], ctx.chunk_size
+        for s in range(0, n, chunk_size):
+            e = min(s + chunk_size, n)
+            z = _chunk_logits(hidden[s:e], weight, bias, inv_temps[s:e])
+            # d logprob / d z = onehot(label) - softmax(z); then through z = logits / T.
+            g = grad_logprobs[s:e, None]
+            dz = torch.exp(z - lse[s:e, None]).mul_(-g)
+            dz.scatter_add_(1, labels[s:e, None], g)
+            dlogits = dz.mul_(inv_temps[s:e, None]).to(hidden.dtype)
+            if need_h:
+                grad_h[s:e] = dlogits @ weight
+            if need_w:
+                grad_w.addmm_(dlogits.T.to(acc), hidden[s:e].to(acc))
+            if need_b:
+                grad_b += dlogits.sum(0).to(acc)
+        grad_w = grad_w.to(weight.dtype) if need_w else None
+        grad_b = grad_b.to(bias.dtype) if need_b else None
+        return grad_h, grad_w, grad_b, None, None, None
+
+
+def chunked_logprobs(
+    hidden: Float[Tensor, "n hidden"],
+    weight: Float[Tensor, "vocab hidden"],
+    bias: Float[Tensor, " vocab"] | None,
+    labels: Int[Tensor, " n"],
+    temperatures: Float[Tensor, " n"],
+    chunk_size: int = 1024,
+) -> tuple[Float[Tensor, " n"], Float[Tensor, " n"]]:
+    """log softmax(hidden @ weight.T / T)[label] and the entropy of that distribution (no grad), per row."""
+    inv_temps = (1.0 / temperatures).to(_acc_dtype(hidden.dtype))
+    return ChunkedLogprobs.apply(hidden, weight, bias, labels, inv_temps, chunk_size)
+
+
+def packed_logprobs(
+    model: torch.nn.Module,
+    input_ids: Int[Tensor, " tokens"],
+    position_ids: Int[Tensor, " tokens"],
+    temperatures: Float[Tensor, " tokens"],
+    seq_lens: list[int],
+    chunk_size: int = 1024,
+) -> tuple[Float[Tensor, " tokens"], Float[Tensor, " tokens"]]:
+    """Logprob and entropy of every token of a packed row under `model`; 0 at the first token of each sample."""
+    device = input_ids.device
+    cu_seq_lens = torch.tensor([0, *torch.tensor(seq_lens).cumsum(0).tolist()], dtype=torch.int32, device=device)
+    max_len = max(seq_lens)
+    hidden = model.base_model(
+        input_ids=input_ids[None],
+        position_ids=position_ids[None],
+        cu_seq_lens_q=cu_seq_lens,
+        cu_seq_lens_k=cu_seq_lens,
+        max_length_q=max_len,
+        max_length_k=max_len,
+    ).last_hidden_state[0]
+    head = model.get_output_embeddings()
+    lp, ent = chunked_logprobs(hidden[:-1], head.weight, head.bias, input_ids[1:], temperatures[1:], chunk_size)
+    zero = lp.new_zeros(1)
+    # Row t-1 predicts token t; a sample's first token has no prediction from its own sample.
+    starts = position_ids == 0
+    logprobs = torch.cat([zero, lp]).masked_fill(starts, 0.0)
+    entropy = torch.cat([zero, ent]).masked_fill(starts, 0.0)
+    return logprobs, entropy

@@ -1,0 +1,51 @@
+"""Loads the causal LM and tokenizer named by `model.name` (hub id, local directory or built-in alias)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from prime_rl.trainer.attention import register_varlen_attention
+from prime_rl.trainer.config import ModelConfig
+from prime_rl.utils.device import get_device, resolve_dtype
+from prime_rl.utils.logger import get_logger
+from prime_rl.utils.models import resolve_model_path
+
+
+def model_path(config: ModelConfig) -> str:
+    return resolve_model_path(config.name, config.cache_dir)
+
+
+def setup_model(config: ModelConfig) -> PreTrainedModel:
+    """The model on its device, in its dtype, in train mode, with the configured attention implementation."""
+    device = get_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+    attn = config.attn_implementation
+    if attn == "varlen":
+        register_varlen_attention()
+    path = model_path(config)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, attn_implementation=attn, trust_remote_code=config.trust_remote_code
+        )
+    except OSError as e:
+        raise OSError(f"model.name `{config.name}`: cannot load a causal LM from `{path}`: {e}") from e
+    model.config.use_cache = False
+    model.to(device)
+    model.train()
+    get_logger("trainer").info(
+        f"Loaded {config.name} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params) "
+        f"on {device} in {dtype}, attention {attn}"
+    )
+    return model
+
+
+def setup_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(model_path(config), trust_remote_code=config.trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
