@@ -141,8 +141,3 @@ class LogConfig(BaseConfig):
     file: bool = True
     """Also log to `output_dir/logs/<process>.log`."""
 
-
-def validate_warmup(scheduler: Any, max_steps: int | None) -> None:
-    """Raises ValueError when the warmup does not fit into `max_steps`."""
-    if max_steps is not None and scheduler.warmup_steps > max_steps:
-        raise ValueError(f"scheduler.warmup_steps ({scheduler.warmup_steps}) exceeds max_steps ({max_steps})")
