@@ -1,0 +1,61 @@
+"""Orchestrator checkpoints: `checkpoints/step_N/orchestrator/state.json` + `STABLE` (DESIGN.md section 8).
+
+The checkpoint of step N is the state before generating the batch of step N: resuming from it produces step N next.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from prime_rl.utils.fs import is_stable, stable_dir, step_dirs
+
+STATE_FILE = "state.json"
+
+
+def orchestrator_ckpt_dir(output_dir: Path, step: int) -> Path:
+    return Path(output_dir) / "checkpoints" / f"step_{step}" / "orchestrator"
+
+
+def complete_ckpt_steps(output_dir: Path) -> list[int]:
+    """Steps with a complete (STABLE) orchestrator checkpoint, ascending."""
+    roots = step_dirs(Path(output_dir) / "checkpoints", stable_only=False)
+    return [step for step, path in roots.items() if is_stable(path / "orchestrator")]
+
+
+def resolve_resume_step(output_dir: Path, resume_step: int | None) -> int | None:
+    """None → fresh start; -1 → the latest complete checkpoint (None if there is none); N → N, which must exist."""
+    if resume_step is None:
+        return None
+    steps = complete_ckpt_steps(output_dir)
+    if resume_step == -1:
+        return steps[-1] if steps else None
+    if resume_step not in steps:
+        raise FileNotFoundError(
+            f"no complete orchestrator checkpoint {orchestrator_ckpt_dir(output_dir, resume_step)} "
+            f"(complete: {steps or 'none'})"
+        )
+    return resume_step
+
+
+def save_ckpt(output_dir: Path, step: int, state: dict[str, Any], keep_last: int | None = None) -> Path:
+    """Writes the state atomically; with `keep_last`, removes older orchestrator checkpoints."""
+    path = orchestrator_ckpt_dir(output_dir, step)
+    with stable_dir(path) as tmp:
+        (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}))
+    if keep_last is not None:
+        for old in complete_ckpt_steps(output_dir)[:-keep_last]:
+            shutil.rmtree(orchestrator_ckpt_dir(output_dir, old), ignore_errors=True)
+    return path
+
+
+def load_ckpt(output_dir: Path, step: int) -> dict[str, Any]:
+    path = orchestrator_ckpt_dir(output_dir, step)
+    if not is_stable(path):
+        raise FileNotFoundError(f"orchestrator checkpoint {path} is missing or incomplete (no STABLE)")
+    state = json.loads((path / STATE_FILE).read_text())
+    if state.get("step") != step:
+        raise ValueError(f"{path / STATE_FILE} holds step {state.get('step')}, expected {step}")
+    return state
