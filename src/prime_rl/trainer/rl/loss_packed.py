@@ -1,20 +1,16 @@
 """The default loss vectorized over a packed micro-batch: per-sequence terms become segment sums (no Python loop).
 
-Same numbers as calling `default_loss_fn` on each sequence and summing (tests pin it to 1e-6 in float64).
+Same numbers as calling `default_loss_fn` on each sequence and summing (tests pin it to 1e-6 in float64), for finite
+logprobs. Masks are applied by multiplication where values are finite: on CPU it is several times faster than `where`.
 """
 
 from __future__ import annotations
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from prime_rl.trainer.rl.config import LossConfig
-
-
-def _segment_sum(values: Tensor, segment: Int[Tensor, " tokens"], num_segments: int) -> Float[Tensor, " segments"]:
-    out = torch.zeros(num_segments, dtype=values.dtype, device=values.device)
-    return out.index_add_(0, segment, values)
 
 
 def packed_default_loss(
@@ -27,52 +23,52 @@ def packed_default_loss(
     cfg: LossConfig,
 ) -> tuple[Float[Tensor, ""], dict[str, Tensor]]:
     """Summed default loss over all sequences (not yet divided by loss_scale) and the per-sequence metrics."""
-    lp, mask, num_seqs = trainer_logprobs, loss_mask, len(seq_lens)
+    lp, mask = trainer_logprobs, loss_mask
     lens = torch.tensor(seq_lens, device=lp.device)
-    segment = torch.repeat_interleave(torch.arange(num_seqs, device=lp.device), lens)
 
     def seg_sum(values: Tensor) -> Tensor:
-        return _segment_sum(values, segment, num_seqs)
+        return torch.segment_reduce(values.to(lp.dtype), "sum", lengths=lens)
 
-    def seg_mean(values: Tensor, where: Tensor) -> Tensor:
-        return seg_sum(torch.where(where, values, 0)) / seg_sum(where.to(values.dtype)).clamp_min(1)
+    def per_token(values: Tensor) -> Tensor:
+        return torch.repeat_interleave(values, lens)
 
-    def seg_any(where: Tensor) -> Tensor:
-        return seg_sum(where.to(lp.dtype)) > 0
-
+    mask_f = mask.to(lp.dtype)
+    num_loss_tokens = seg_sum(mask_f).clamp_min(1)
     log_ratio = (lp - inference_logprobs).detach()
     ratio = torch.exp(log_ratio)
-    geo = torch.exp(seg_mean(log_ratio, mask))
+    geo = torch.exp(seg_sum(log_ratio * mask_f) / num_loss_tokens)
     token_low, token_high = ratio < cfg.token_mask_low, ratio > cfg.token_mask_high
-    seq_low = seg_any(mask & (ratio < cfg.sequence_mask_low))
-    seq_high = seg_any(mask & (ratio > cfg.sequence_mask_high))
+    # "any loss token below/above" is the same test as "min/max over loss tokens below/above".
+    seq_low = seg_sum(mask & (ratio < cfg.sequence_mask_low)) > 0
+    seq_high = seg_sum(mask & (ratio > cfg.sequence_mask_high)) > 0
     geo_low, geo_high = geo < cfg.geo_mask_low, geo > cfg.geo_mask_high
-    seq_masked = (seq_low | seq_high | geo_low | geo_high)[segment]
-    is_masked = token_low | token_high | seq_masked
+    is_masked = token_low | token_high | per_token(seq_low | seq_high | geo_low | geo_high)
     keep = mask & ~is_masked
-    num_loss_tokens = seg_sum(mask.to(lp.dtype)).clamp_min(1)
 
     if cfg.ratio_type == "sequence":
-        seq_log_ratio = seg_sum(torch.where(mask, log_ratio, 0)).clamp(max=10.0)
-        weight = torch.exp(seq_log_ratio).clamp(max=cfg.sequence_clip_high)[segment]
+        seq_log_ratio = seg_sum(log_ratio * mask_f).clamp(max=10.0)
+        weight = per_token(torch.exp(seq_log_ratio).clamp(max=cfg.sequence_clip_high) / num_loss_tokens)
     else:
         weight = ratio
-    adv = cfg.adv_tau * advantages
+    adv = advantages if cfg.adv_tau == 1.0 else cfg.adv_tau * advantages
     if teacher_logprobs is not None:
         adv = adv + cfg.teacher_tau * (teacher_logprobs - lp.detach())
-    coeff = torch.where(keep, weight * (adv - cfg.kl_tau * log_ratio), 0).detach()
-    if cfg.ratio_type == "sequence":
-        coeff = coeff / num_loss_tokens[segment]
+    if cfg.kl_tau != 0.0:
+        adv = adv - cfg.kl_tau * log_ratio
+    # `where`, not a product: a masked token may carry an infinite ratio.
+    coeff = torch.where(keep, weight * adv, 0).detach()
     loss = -(coeff * lp).sum()
 
     token_kl = ratio - log_ratio - 1
+    masked = mask & is_masked
+    loss_tokens = mask.nonzero().squeeze(1)
     metrics = {
-        "mismatch_kl": seg_mean(token_kl, mask),
-        "masked_mismatch_kl": seg_mean(token_kl, mask & is_masked),
-        "unmasked_mismatch_kl": seg_mean(token_kl, keep),
-        "is_masked": is_masked[mask].float(),
-        "is_masked_low": token_low[mask].float(),
-        "is_masked_high": token_high[mask].float(),
+        "mismatch_kl": seg_sum(token_kl * mask_f) / num_loss_tokens,
+        "masked_mismatch_kl": seg_sum(token_kl * masked) / seg_sum(masked).clamp_min(1),
+        "unmasked_mismatch_kl": seg_sum(token_kl * keep) / seg_sum(keep).clamp_min(1),
+        "is_masked": is_masked.index_select(0, loss_tokens).float(),
+        "is_masked_low": token_low.index_select(0, loss_tokens).float(),
+        "is_masked_high": token_high.index_select(0, loss_tokens).float(),
         "sequence_masked_low": seq_low.float(),
         "sequence_masked_high": seq_high.float(),
         "geo_masked_low": geo_low.float(),
@@ -80,5 +76,5 @@ def packed_default_loss(
         "geo_seq_ratio": geo,
     }
     if teacher_logprobs is not None:
-        metrics["teacher_kl"] = seg_mean((lp - teacher_logprobs).detach(), mask)
+        metrics["teacher_kl"] = seg_sum((lp.detach() - teacher_logprobs) * mask_f) / num_loss_tokens
     return loss, metrics
