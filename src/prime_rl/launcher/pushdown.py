@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from prime_rl.utils.config import ConfigError, _model_types
 
-_MISSING = object()
+MISSING = object()
+"""Returned by `get_dotted` for a key that is not set."""
 
 
 def get_dotted(data: Any, dotted: str) -> Any:
@@ -19,12 +20,12 @@ def get_dotted(data: Any, dotted: str) -> Any:
     for key in dotted.split("."):
         if isinstance(node, BaseModel):
             if key not in node.model_fields_set:
-                return _MISSING
+                return MISSING
             node = getattr(node, key)
         elif isinstance(node, dict) and key in node:
             node = node[key]
         else:
-            return _MISSING
+            return MISSING
     return node
 
 
@@ -71,8 +72,8 @@ def push_down(data: dict, shared: dict[str, list[str]], sections: dict[str, type
     for key, targets in shared.items():
         targets = [t for t in targets if has_field(sections[t], key)]
         top = get_dotted(data, key)
-        given = {t: v for t in targets if (v := get_dotted(data[t], key)) is not _MISSING}
-        if top is not _MISSING and top is not None:
+        given = {t: v for t in targets if (v := get_dotted(data[t], key)) is not MISSING}
+        if top is not MISSING and top is not None:
             for target, value in given.items():
                 if not _same(value, top):
                     raise ConfigError(

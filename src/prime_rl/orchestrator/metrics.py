@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
-from pathlib import Path
 
 from prime_rl.orchestrator.batch import BatchStats, Group
 from prime_rl.transport.types import TrainingBatch
@@ -80,10 +78,3 @@ def format_line(step: int, max_steps: int, m: dict[str, float]) -> str:
         f"Time {m['time/step']:.1f}s (weights {m['time/wait_for_weights']:.1f}, "
         f"gen {m['time/generate']:.1f}, score {m['time/score']:.2f}, write {m['time/write']:.2f})"
     )
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    """Appends one JSON line (a reader never sees a partial line: one small write per record)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")

@@ -57,11 +57,12 @@ def setup_sampling(config: OrchestratorConfig) -> SamplingArgs:
 
 
 def log_step(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -> None:
-    from prime_rl.orchestrator.metrics import append_jsonl, format_line
+    from prime_rl.orchestrator.metrics import format_line
     from prime_rl.utils.logger import get_logger
+    from prime_rl.utils.metrics import MetricsWriter
 
     get_logger("orchestrator").info(format_line(step, config.max_steps, metrics))
-    append_jsonl(config.output_dir / "metrics" / "orchestrator.jsonl", {"step": step, **metrics})
+    MetricsWriter(config.output_dir / "metrics" / "orchestrator.jsonl").write(step, metrics)
 
 
 def policy_loader(admin: InferenceAdmin) -> UpdateFn:

@@ -1,0 +1,134 @@
+"""`RLConfig`: the one file that configures inference, orchestrator and trainer for `rl @ rl.toml`.
+
+Shared top-level fields are pushed down into the sub-configs unless set there (`pushdown.py`); a sub-config value
+that contradicts the shared one, or two sub-configs that disagree, is an error. Everything is validated before any
+process starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from prime_rl.inference.config import InferenceConfig, ServerConfig
+from prime_rl.launcher.pushdown import MISSING, get_dotted, push_down, set_dotted
+from prime_rl.orchestrator.config import OrchestratorConfig
+from prime_rl.trainer.rl.config import RLTrainerConfig
+from prime_rl.utils.config import BaseConfig, BaseSettingsConfig
+
+SECTIONS = {"inference": InferenceConfig, "orchestrator": OrchestratorConfig, "trainer": RLTrainerConfig}
+
+SHARED = {
+    "model.name": ["orchestrator", "trainer", "inference"],
+    "output_dir": ["orchestrator", "trainer", "inference"],
+    "max_steps": ["orchestrator", "trainer"],
+    "max_async_level": ["orchestrator", "trainer"],
+    "seq_len": ["orchestrator", "trainer"],
+    "ckpt.interval": ["orchestrator", "trainer"],
+    "ckpt.resume_step": ["orchestrator", "trainer"],
+}
+"""Shared key → the sections it is pushed into, in the order whose first default wins when nobody sets it."""
+
+
+class SharedModelConfig(BaseConfig):
+    """The model shared by the three processes."""
+
+    name: str | None = None
+    """Model name, local directory or alias, pushed into `trainer.model.name`, `orchestrator.model.name` and
+    `inference.model.name`."""
+
+
+class SharedCkptConfig(BaseConfig):
+    """Checkpoint settings shared by trainer and orchestrator."""
+
+    interval: int | None = Field(None, ge=1)
+    """Checkpoint every this many steps (pushed into `trainer.ckpt` and `orchestrator.ckpt`)."""
+    resume_step: int | None = Field(None, ge=-1)
+    """Resume both from this step (-1: latest)."""
+
+
+def default_threads(cores: int | None = None) -> tuple[int, int]:
+    """`(inference, trainer)` torch threads when not configured: half the cores each, at least one."""
+    cores = cores or os.cpu_count() or 2
+    inference = max(1, cores // 2)
+    return inference, max(1, cores - inference)
+
+
+class RLConfig(BaseSettingsConfig):
+    """`rl`: starts inference, orchestrator and trainer from one config and watches them until training ends."""
+
+    # Partial updates would deep-merge a section's default tables into the input, so a `[trainer.loss]` with
+    # another `type` would inherit the default loss's keys.
+    model_config = SettingsConfigDict(
+        **{**BaseSettingsConfig.model_config, "nested_model_default_partial_update": False}
+    )
+
+    inference: InferenceConfig = InferenceConfig()
+    """The inference server (`inference @ ...` when run alone)."""
+    orchestrator: OrchestratorConfig = OrchestratorConfig()
+    """The orchestrator (`orchestrator @ ...` when run alone)."""
+    trainer: RLTrainerConfig = RLTrainerConfig()
+    """The RL trainer (`trainer @ ...` when run alone)."""
+    model: SharedModelConfig = SharedModelConfig()
+    """Shared model."""
+    output_dir: Path | None = None
+    """Shared run directory (default `outputs`)."""
+    max_steps: int | None = Field(None, ge=1)
+    """Shared number of training steps."""
+    max_async_level: int | None = Field(None, ge=0)
+    """Shared async level: the batch of step N may come from policy N - max_async_level or newer."""
+    seq_len: int | None = Field(None, ge=1)
+    """Shared maximum sample length in tokens (prompt + completion)."""
+    ckpt: SharedCkptConfig = SharedCkptConfig()
+    """Shared checkpointing."""
+    clean: bool = True
+    """On a fresh start (no resume), delete `rollouts/`, `broadcasts/`, `metrics/` and `logs/` of an earlier run."""
+    health_timeout: float = Field(600.0, gt=0)
+    """Seconds to wait for the inference server's `/health` before giving up."""
+    tail_lines: int = Field(30, ge=1)
+    """Lines of a failed process's log printed to the console."""
+
+    def __init__(self, **values: Any):
+        # Push-down must see only what the user gave (TOML + CLI), before pydantic-settings fills in defaults.
+        values = push_down(values, SHARED, SECTIONS)
+        _derive_defaults(values)
+        super().__init__(**values)
+
+    @model_validator(mode="after")
+    def _check(self) -> RLConfig:
+        for key, targets in SHARED.items():
+            values = [get_dotted(getattr(self, t).model_dump(), key) for t in targets]
+            if len({str(v) for v in values}) > 1:  # only defaults differ here: the first section's default wins
+                for target in targets[1:]:
+                    _assign(getattr(self, target), key, values[0])
+        if self.orchestrator.max_steps != self.trainer.max_steps:
+            raise ValueError("orchestrator and trainer must run the same number of steps")
+        return self
+
+
+def _derive_defaults(data: dict) -> None:
+    """Values that follow from the other sections unless set: the server URL, thread split, log files."""
+    inference, orchestrator, trainer = data["inference"], data["orchestrator"], data["trainer"]
+    if get_dotted(orchestrator, "client.base_url") is MISSING:
+        host = get_dotted(inference, "server.host")
+        host = "127.0.0.1" if host in (MISSING, "0.0.0.0", "::") else host
+        port = get_dotted(inference, "server.port")
+        port = ServerConfig().port if port is MISSING else port
+        set_dotted(orchestrator, "client.base_url", [f"http://{host}:{port}/v1"])
+    infer_threads, train_threads = default_threads()
+    inference.setdefault("num_threads", infer_threads)
+    trainer.setdefault("num_threads", train_threads)
+    # `rl` captures each process's console output into logs/<process>.log; a second writer would duplicate it.
+    if not isinstance(trainer.get("log"), dict) or "file" not in trainer["log"]:
+        set_dotted(trainer, "log.file", False)
+
+
+def _assign(model: BaseConfig, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        model = getattr(model, key)
+    setattr(model, last, value)

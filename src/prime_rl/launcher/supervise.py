@@ -1,0 +1,118 @@
+"""Runs the three processes of `rl` and watches them: the run succeeds when the trainer finishes; any other exit
+(or a non-zero one) stops the rest and prints the failing process's last log lines."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from prime_rl.launcher.config import RLConfig
+from prime_rl.launcher.processes import Child, ProcessSpec, stop_all, tail
+from prime_rl.launcher.progress import Progress, show
+from prime_rl.utils.logger import get_logger, setup_logger
+
+MODULES = {
+    "inference": "prime_rl.inference.server",
+    "trainer": "prime_rl.trainer.rl.train",
+    "orchestrator": "prime_rl.orchestrator.orchestrator",
+}
+POLL_SECONDS = 0.5
+
+
+def process_specs(config: RLConfig, output_dir: Path, paths: dict[str, Path]) -> dict[str, ProcessSpec]:
+    threads = {"inference": config.inference.num_threads, "trainer": config.trainer.num_threads, "orchestrator": 1}
+    return {
+        name: ProcessSpec(name, MODULES[name], paths[name], output_dir / "logs" / f"{name}.log", threads[name])
+        for name in MODULES
+    }
+
+
+def health_url(config: RLConfig) -> str:
+    host = config.inference.server.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{host}:{config.inference.server.port}/health"
+
+
+def report_failure(child: Child, code: int, lines: int) -> None:
+    logger = get_logger("rl")
+    header = f"{child.name} exited with code {code}; last lines of {child.spec.log_path}:"
+    logger.error(header)
+    print(f"\nrl: {header}", file=sys.stderr)
+    for line in tail(child.spec.log_path, lines):
+        print(f"  | {line}", file=sys.stderr)
+
+
+def wait_healthy(url: str, timeout: float, children: list[Child]) -> Child | None:
+    """Polls `/health` until it answers 200; returns a child that died meanwhile (None when healthy)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.poll() is not None:
+                return child
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return None
+        except httpx.HTTPError:
+            pass
+        time.sleep(POLL_SECONDS)
+    raise TimeoutError(f"inference server not healthy at {url} after {timeout:.0f}s")
+
+
+def watch(children: list[Child], progress: Progress, live: bool) -> tuple[Child | None, int]:
+    """Until the trainer exits 0 → `(None, 0)`; or the first failure → `(child, exit code)`."""
+    logger = get_logger("rl")
+    finished: set[str] = set()
+    while True:
+        for child in children:
+            code = child.poll()
+            if code is None or child.name in finished:
+                continue
+            if code == 0 and child.name == "orchestrator":
+                finished.add(child.name)
+                logger.info("orchestrator finished")
+                continue
+            if code == 0 and child.name == "trainer":
+                progress.update()
+                return None, 0
+            return child, code if code != 0 else 1
+        if progress.update():
+            show(progress.line(), live)
+            logger.info(progress.line())
+        time.sleep(POLL_SECONDS)
+
+
+def supervise(config: RLConfig, output_dir: Path, paths: dict[str, Path]) -> int:
+    """Starts inference and trainer, then (inference healthy) the orchestrator; returns the exit code of `rl`."""
+    logger = setup_logger("rl", "INFO", output_dir / "logs" / "rl.log")
+    specs = process_specs(config, output_dir, paths)
+    live = sys.stdout.isatty()
+    children: list[Child] = []
+    try:
+        for name in ("inference", "trainer"):
+            children.append(Child(specs[name]))
+            logger.info("started %s (pid %d), log %s", name, children[-1].popen.pid, specs[name].log_path)
+        dead = wait_healthy(health_url(config), config.health_timeout, children)
+        if dead is not None:
+            report_failure(dead, dead.poll() or 1, config.tail_lines)
+            return 1
+        children.append(Child(specs["orchestrator"]))
+        logger.info("inference healthy; started orchestrator (pid %d)", children[-1].popen.pid)
+        failed, code = watch(children, Progress(output_dir / "metrics", config.trainer.max_steps or 0), live)
+        if live:
+            print()
+        if failed is not None:
+            report_failure(failed, code, config.tail_lines)
+            return 1
+        logger.info("training finished: %d steps", config.trainer.max_steps)
+        return 0
+    except KeyboardInterrupt:
+        logger.warning("interrupted: stopping all processes")
+        return 130
+    except TimeoutError as e:
+        logger.error(str(e))
+        return 1
+    finally:
+        stop_all(children)

@@ -1,0 +1,96 @@
+"""`rl @ rl.toml`: validates the combined config, writes each process's resolved config to `output_dir/configs/`,
+starts inference, trainer and orchestrator, shows a progress line, and stops everything if one of them fails."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from prime_rl.launcher.config import RLConfig
+from prime_rl.utils.config import ConfigError, cli
+
+
+def check_plugins(config: RLConfig) -> None:
+    """Imports the custom loss, the advantage and the environments now, so a bad import path fails before start."""
+    from prime_rl.environments import load_environment
+    from prime_rl.orchestrator.advantage import setup_advantage_fn
+    from prime_rl.trainer.rl.loss import setup_loss_fn
+
+    setup_loss_fn(config.trainer.loss)
+    setup_advantage_fn(config.orchestrator.advantage)
+    for env in config.orchestrator.env:
+        load_environment(env.id, **env.args)
+
+
+def write_configs(config: RLConfig, configs_dir: Path) -> dict[str, Path]:
+    """Writes `configs/{inference,orchestrator,trainer}.toml`; fails if a value cannot be expressed in TOML."""
+    import tomli_w
+
+    from prime_rl.launcher.config import SECTIONS
+    from prime_rl.utils.fs import atomic_write_text
+
+    paths = {}
+    for name, cls in SECTIONS.items():
+        section = getattr(config, name)
+        data = section.model_dump(mode="json", exclude_none=True)
+        # TOML has no null: a None that is not the default would silently become the default again.
+        if cls.model_validate(data).model_dump() != section.model_dump():
+            lost = sorted(_none_overrides(section))
+            raise ConfigError(f"`{name}` fields set to None differ from their defaults and cannot be written: {lost}")
+        paths[name] = configs_dir / f"{name}.toml"
+        atomic_write_text(paths[name], tomli_w.dumps(data))
+    return paths
+
+
+def _none_overrides(model, prefix: str = "") -> list[str]:
+    from pydantic import BaseModel
+
+    out = []
+    for key, field in type(model).model_fields.items():
+        value = getattr(model, key)
+        if isinstance(value, BaseModel):
+            out += _none_overrides(value, f"{prefix}{key}.")
+        elif value is None and field.get_default(call_default_factory=True) is not None:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def prepare_output_dir(config: RLConfig) -> Path:
+    """Creates the run directory; on a fresh start with `clean`, removes the outputs of an earlier run."""
+    output_dir = Path(config.orchestrator.output_dir)
+    fresh = config.orchestrator.ckpt.resume_step is None and config.trainer.ckpt.resume_step is None
+    if fresh and config.clean:
+        for name in ("rollouts", "broadcasts", "metrics", "logs"):
+            shutil.rmtree(output_dir / name, ignore_errors=True)
+    for name in ("configs", "logs", "metrics"):
+        (output_dir / name).mkdir(parents=True, exist_ok=True)
+    return output_dir
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = cli(RLConfig, "rl", argv)
+    try:
+        check_plugins(config)
+        output_dir = prepare_output_dir(config)
+        paths = write_configs(config, output_dir / "configs")
+    except ConfigError as e:
+        print(f"rl: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    from prime_rl.launcher.supervise import supervise
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    start = time.monotonic()
+    code = supervise(config, output_dir, paths)
+    print(f"rl: {'finished' if code == 0 else 'failed'} after {time.monotonic() - start:.0f}s", file=sys.stderr)
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()
