@@ -1,0 +1,139 @@
+"""The orchestrator loop against a fake inference server (HTTP, same routes) and a fake trainer thread."""
+
+import asyncio
+import random
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from prime_rl.orchestrator.config import OrchestratorConfig
+from prime_rl.orchestrator.orchestrator import run
+from prime_rl.transport.filesystem import FileSystemReceiver
+from prime_rl.utils.fs import stable_dir
+from prime_rl.utils.metrics import read_metrics
+
+
+class FakeServer:
+    """Answers chat completions with random tagged text; records weight updates; reports its policy step."""
+
+    def __init__(self):
+        self.policy, self.calls, self.requests = 0, [], 0
+        self.rng = random.Random(0)
+        app = FastAPI()
+        app.get("/health")(lambda: {"status": "ok"})
+        app.post("/reload_weights")(self.reload)
+        app.post("/update_weights")(self.update)
+        app.post("/v1/chat/completions")(self.chat)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def reload(self):
+        self.policy = 0
+        self.calls.append(("reload", 0))
+        return {"status": "ok"}
+
+    def update(self, body: dict):
+        self.policy = body["step"]
+        self.calls.append(("update", body["step"]))
+        return {"status": "ok"}
+
+    def chat(self, body: dict):
+        self.requests += 1
+        choices = []
+        for _ in range(body["n"]):
+            text = self.rng.choice(["<answer>olleh</answer>", "<answer>x</answer>", "nothing"])
+            ids = [self.rng.randrange(100, 200) for _ in range(self.rng.randint(1, 4))]
+            logprobs = {"content": [{"logprob": -0.1 * (i + 1)} for i in range(len(ids))]}
+            choices.append(
+                {"message": {"role": "assistant", "content": text}, "token_ids": ids, "logprobs": logprobs,
+                 "finish_reason": "stop"}
+            )  # fmt: skip
+        return {"prompt_token_ids": [1, 2, 3], "choices": choices, "policy_step": self.policy}
+
+    def __enter__(self):
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+def fake_trainer(output_dir, max_steps, seen):
+    """Consumes rollouts/step_N and publishes broadcasts/step_{N+1}, like the trainer."""
+    receiver = FileSystemReceiver(output_dir, poll_interval=0.01)
+    for step in range(max_steps):
+        batch = receiver.receive(step, timeout=30)
+        seen.append(batch)
+        time.sleep(0.05)
+        with stable_dir(output_dir / "broadcasts" / f"step_{step + 1}") as tmp:
+            (tmp / "model.safetensors").write_bytes(b"")
+
+
+def _run(tmp_path, port, max_async_level, max_steps=4, **extra):
+    config = OrchestratorConfig(
+        output_dir=tmp_path,
+        max_steps=max_steps,
+        max_async_level=max_async_level,
+        batch_size=6,
+        rollouts_per_example=3,
+        client={"base_url": [f"http://127.0.0.1:{port}/v1"], "retries": 0},
+        **extra,
+    )
+    seen = []
+    trainer = threading.Thread(target=fake_trainer, args=(tmp_path, max_steps, seen), daemon=True)
+    trainer.start()
+    asyncio.run(run(config))
+    trainer.join(30)
+    return seen
+
+
+@pytest.mark.parametrize("max_async_level", [0, 1, 2])
+def test_samples_respect_async_level(tmp_path, max_async_level):
+    with FakeServer() as server:
+        seen = _run(tmp_path, server.port, max_async_level)
+    assert [b.step for b in seen] == [0, 1, 2, 3]
+    for batch in seen:
+        assert len(batch.samples) == 6
+        assert all(s.policy_step >= batch.step - max_async_level for s in batch.samples)
+    if max_async_level == 0:
+        assert [{s.policy_step for s in b.samples} for b in seen] == [{0}, {1}, {2}, {3}]
+    assert server.calls[0] == ("reload", 0)
+    assert all(kind == "update" for kind, _ in server.calls[1:])
+    assert server.requests == 4 * 2  # one n=3 request per group
+
+
+def test_metrics_lines_groups_in_order_and_advantages(tmp_path):
+    with FakeServer() as server:
+        seen = _run(tmp_path, server.port, 1, max_steps=2)
+    records = read_metrics(tmp_path / "metrics" / "orchestrator.jsonl")
+    assert [r["step"] for r in records] == [0, 1]
+    for key in ("reward/mean", "reward/reverse-text/mean", "rubric/reverse-text/lcs_reward", "error/mean",
+                "off_policy/max", "perf/gen_tokens_per_s", "time/wait_for_weights", "time/generate",
+                "time/score", "time/write", "completion_len/mean", "is_truncated/mean"):  # fmt: skip
+        assert key in records[0], key
+    for batch in seen:
+        ids = [s.example_id for s in batch.samples]
+        assert ids[0:3] == [ids[0]] * 3 and ids[3:6] == [ids[3]] * 3  # groups stay contiguous, in sampling order
+        for g in (0, 3):
+            group = batch.samples[g : g + 3]
+            mean = sum(s.reward for s in group) / 3
+            assert [s.advantage for s in group] == pytest.approx([s.reward - mean for s in group])
+    assert records[0]["reward/mean"] == pytest.approx(sum(s.reward for s in seen[0].samples) / 6)
+
+
+def test_unreachable_server_fails_with_its_url(tmp_path):
+    config = OrchestratorConfig(
+        output_dir=tmp_path, client={"base_url": ["http://127.0.0.1:9/v1"], "health_timeout": 0.2}
+    )
+    with pytest.raises(Exception, match=r"inference server http://127.0.0.1:9 not healthy"):
+        asyncio.run(run(config))
