@@ -1,0 +1,177 @@
+"""The FastAPI application: OpenAI-compatible chat routes, weight routes, health and model listing.
+
+Every error is an OpenAI-style body `{"error": {"message", "type", "param", "code"}}`; no request can stop the
+server (an unexpected exception becomes a 500 for that request only).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from prime_rl.inference.engines.base import Engine, EngineError
+from prime_rl.inference.protocol import build_response, message_text, parse_request
+from prime_rl.utils.logger import get_logger
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    503: "service_unavailable",
+}
+
+
+def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
+    error = {"message": message, "type": ERROR_TYPES.get(status, "internal_error"), "param": param, "code": status}
+    return JSONResponse({"error": error}, status_code=status)
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise EngineError(f"malformed JSON body: {e}") from None
+
+
+def create_app(
+    engine: Engine,
+    tokenizer: Any,
+    served_name: str,
+    aliases: set[str],
+    output_dir: Path,
+    api_key: str | None = None,
+) -> FastAPI:
+    """Builds the app around a started engine; `aliases` are the other accepted values of the `model` field."""
+    app = FastAPI(title="prime-rl inference")
+    logger = get_logger("inference.server")
+    accepted = {served_name.lower(), *(a.lower() for a in aliases)}
+    output_root = output_dir.resolve()
+    created = int(time.time())
+
+    @functools.lru_cache(maxsize=1 << 17)
+    def token_text(token_id: int) -> str:
+        return tokenizer.decode([token_id])
+
+    @app.exception_handler(EngineError)
+    async def _engine_error(request: Request, exc: EngineError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception(f"{request.method} {request.url.path} failed")
+        return error_response(500, f"{request.url.path}: internal error: {type(exc).__name__}: {exc}")
+
+    @app.middleware("http")
+    async def _auth(request: Request, call_next):
+        authorized = request.headers.get("authorization", "") == f"Bearer {api_key}"
+        if api_key and request.url.path != "/health" and not authorized:
+            return error_response(401, "missing or wrong API key (send `Authorization: Bearer <key>`)")
+        return await call_next(request)
+
+    async def complete(body: Any, token_route: bool) -> JSONResponse:
+        req = parse_request(body)
+        if req.model is not None and req.model.lower() not in accepted:
+            raise EngineError(f"model `{req.model}` is not served here (this server serves `{served_name}`)", "model")
+        if token_route:
+            if req.tokens is None:
+                raise EngineError("`tokens` (the prompt token ids) is required on this route", "tokens")
+            prompt_ids = list(req.tokens)
+        else:
+            if req.tokens is not None:
+                raise EngineError("`tokens` is only accepted by /v1/chat/completions/tokens", "tokens")
+            if not req.messages:
+                raise EngineError("`messages` must be a non-empty list", "messages")
+            prompt_ids = _render(tokenizer, req.messages)
+        result = await engine.generate(prompt_ids, req.sampling_params())
+        return JSONResponse(build_response(result, served_name, req, token_text))
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> JSONResponse:
+        return await complete(await _json_body(request), token_route=False)
+
+    @app.post("/v1/chat/completions/tokens")
+    async def chat_completions_tokens(request: Request) -> JSONResponse:
+        return await complete(await _json_body(request), token_route=True)
+
+    @app.post("/update_weights")
+    async def update_weights(request: Request) -> JSONResponse:
+        body = await _json_body(request)
+        weight_dir, step = _parse_update(body, output_root)
+        await engine.update_weights(weight_dir, step)
+        logger.info(f"policy step {step} loaded from {weight_dir}")
+        return JSONResponse({"status": "ok", "policy_step": step, "weight_dir": str(weight_dir)})
+
+    @app.post("/reload_weights")
+    async def reload_weights() -> JSONResponse:
+        await engine.reload_weights()
+        return JSONResponse({"status": "ok", "policy_step": engine.policy_step})
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse({"status": "ok", "policy_step": engine.policy_step})
+
+    @app.get("/v1/models")
+    async def models() -> JSONResponse:
+        card = {
+            "id": served_name,
+            "object": "model",
+            "created": created,
+            "owned_by": "prime-rl",
+            "max_model_len": engine.max_model_len,
+        }
+        return JSONResponse({"object": "list", "data": [card]})
+
+    return app
+
+
+def _render(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
+    """Renders `messages` with the model's chat template (`add_generation_prompt=True`) into token ids."""
+    for i, message in enumerate(messages):
+        if not isinstance(message.get("role"), str):
+            raise EngineError(f"`messages.{i}.role` must be a string", f"messages.{i}.role")
+    cleaned = [{**m, "content": message_text(m.get("content"))} for m in messages]
+    try:
+        ids = tokenizer.apply_chat_template(cleaned, add_generation_prompt=True, tokenize=True, return_dict=False)
+    except Exception as e:
+        raise EngineError(f"the chat template cannot render `messages`: {e}", "messages") from None
+    return list(ids)
+
+
+def _parse_update(body: Any, output_root: Path) -> tuple[Path, int]:
+    """Checks the `/update_weights` body: `weight_dir` inside the output root (else 403) and a policy step."""
+    if not isinstance(body, dict):
+        raise EngineError("the request body must be a JSON object")
+    unknown = sorted(set(body) - {"weight_dir", "step"})
+    if unknown:
+        raise EngineError(f"unknown field `{unknown[0]}`", unknown[0])
+    raw = body.get("weight_dir")
+    if not isinstance(raw, str) or not raw:
+        raise EngineError("`weight_dir` (a directory path) is required", "weight_dir")
+    weight_dir = Path(raw).resolve()
+    if not weight_dir.is_relative_to(output_root):
+        raise EngineError(f"weight_dir `{raw}` is outside the output directory `{output_root}`", "weight_dir", 403)
+    step = body.get("step")
+    if step is None:
+        match = re.fullmatch(r"step_(\d+)", weight_dir.name)
+        if match is None:
+            raise EngineError(
+                f"`step` is required: it cannot be read from the directory name `{weight_dir.name}`", "step"
+            )
+        step = int(match.group(1))
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise EngineError(f"`step` must be a non-negative integer (got {step!r})", "step")
+    return weight_dir, step

@@ -1,0 +1,89 @@
+"""The engine interface the HTTP server talks to, and the plain data it exchanges (no torch here).
+
+An engine turns prompt token ids + sampling parameters into completions, batching concurrent requests itself, and
+swaps weights in place. `hf.py` implements it on transformers; a vLLM engine can slot in behind the same methods.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+class EngineError(Exception):
+    """A request the engine cannot serve; `param` names the offending request field, `status` the HTTP code."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.status = status
+
+
+@dataclass
+class SamplingParams:
+    """Per-request sampling settings (already validated by the server)."""
+
+    n: int = 1
+    temperature: float = 1.0
+    """0 means greedy."""
+    top_p: float = 1.0
+    top_k: int = 0
+    """0 or -1 means off."""
+    min_p: float = 0.0
+    max_tokens: int | None = None
+    """None means up to the end of the context."""
+    min_tokens: int = 0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+@dataclass
+class CompletionChoice:
+    """One sampled completion. `token_ids_T` includes the stop token (EOS) when generation ended on it."""
+
+    token_ids_T: list[int]
+    logprobs_T: list[float]
+    top_logprobs_T: list[list[tuple[int, float]]] | None
+    text: str
+    finish_reason: Literal["stop", "length"]
+
+
+@dataclass
+class GenerationResult:
+    """All `n` choices of one request and the weights step (policy) that generated every one of them."""
+
+    prompt_ids: list[int]
+    choices: list[CompletionChoice]
+    policy_step: int
+
+
+class Engine(ABC):
+    """Serves one model; thread-safe to call from the server's event loop."""
+
+    max_model_len: int
+    policy_step: int
+
+    @abstractmethod
+    def start(self) -> None:
+        """Loads the model and starts the engine loop."""
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Stops the engine loop; pending requests fail."""
+
+    @abstractmethod
+    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> GenerationResult:
+        """Samples `params.n` completions of `prompt_ids`; raises EngineError for requests it cannot serve."""
+
+    @abstractmethod
+    async def update_weights(self, weight_dir: Path, step: int) -> None:
+        """Loads `*.safetensors` from `weight_dir` in place; generations in flight restart on the new weights."""
+
+    @abstractmethod
+    async def reload_weights(self) -> None:
+        """Restores the weights the engine started with (policy step 0)."""

@@ -1,0 +1,81 @@
+"""Reading a trainer's safetensors directory and checking it against the served model before anything is copied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from prime_rl.inference.engines.base import EngineError
+
+
+def unique_state(model: torch.nn.Module) -> dict[str, Tensor]:
+    """The model's state dict without tied duplicates (the first name of each storage wins)."""
+    seen: set[int] = set()
+    state: dict[str, Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        ptr = tensor.data_ptr()
+        if ptr in seen:
+            continue
+        seen.add(ptr)
+        state[name] = tensor
+    return state
+
+
+def tied_aliases(model: torch.nn.Module) -> dict[str, str]:
+    """Maps every state-dict name to the canonical name of the tensor it shares storage with."""
+    canonical: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for name, tensor in model.state_dict().items():
+        aliases[name] = canonical.setdefault(tensor.data_ptr(), name)
+    return aliases
+
+
+def read_weight_dir(weight_dir: Path, model: torch.nn.Module) -> dict[str, Tensor]:
+    """Loads every `*.safetensors` file of `weight_dir`, keyed by canonical parameter name; raises EngineError.
+
+    Every parameter of the model must be present (a tied duplicate such as `lm_head.weight` may be absent) with its
+    exact shape; unknown names are refused so a wrong model's weights are never half-applied.
+    """
+    from safetensors.torch import load_file
+
+    if not weight_dir.is_dir():
+        raise EngineError(f"weight_dir `{weight_dir}` does not exist or is not a directory", "weight_dir", 404)
+    files = sorted(weight_dir.glob("*.safetensors"))
+    if not files:
+        raise EngineError(f"weight_dir `{weight_dir}` holds no *.safetensors file", "weight_dir", 404)
+    aliases = tied_aliases(model)
+    expected = unique_state(model)
+    loaded: dict[str, Tensor] = {}
+    for file in files:
+        try:
+            tensors = load_file(file)
+        except Exception as e:
+            raise EngineError(f"cannot read `{file}`: {e}", "weight_dir") from e
+        for name, tensor in tensors.items():
+            if name not in aliases:
+                raise EngineError(
+                    f"`{file.name}` has tensor `{name}`, which the served model does not have", "weight_dir"
+                )
+            canonical = aliases[name]
+            if tuple(tensor.shape) != tuple(expected[canonical].shape):
+                raise EngineError(
+                    f"`{file.name}`: tensor `{name}` has shape {tuple(tensor.shape)}, "
+                    f"the served model expects {tuple(expected[canonical].shape)}",
+                    "weight_dir",
+                )
+            loaded[canonical] = tensor
+    missing = sorted(set(expected) - set(loaded))
+    if missing:
+        shown = ", ".join(f"`{m}`" for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise EngineError(f"weight_dir `{weight_dir}` is missing {shown}", "weight_dir")
+    return loaded
+
+
+@torch.no_grad()
+def copy_into(model: torch.nn.Module, tensors: dict[str, Tensor]) -> None:
+    """Copies canonical-name tensors into the model in place (dtype and device converted)."""
+    state = unique_state(model)
+    for name, tensor in tensors.items():
+        state[name].copy_(tensor)

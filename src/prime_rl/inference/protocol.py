@@ -1,0 +1,137 @@
+"""The OpenAI-compatible request schema (with prime-rl's extra fields) and the response body built from a result."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from prime_rl.inference.engines.base import EngineError, GenerationResult, SamplingParams
+
+
+class ChatCompletionRequest(BaseModel):
+    """Body of `POST /v1/chat/completions` and (with `tokens`) `POST /v1/chat/completions/tokens`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    tokens: list[int] | None = None
+    n: int = Field(default=1, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=-1, ge=-1)
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    min_tokens: int = Field(default=0, ge=0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    return_token_ids: bool = False
+    stream: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ChatCompletionRequest:
+        if self.stream:
+            raise EngineError("streaming is not supported; send `stream: false`", "stream")
+        if self.top_logprobs and not self.logprobs:
+            raise EngineError("`top_logprobs` requires `logprobs: true`", "top_logprobs")
+        limit = self.max_tokens or self.max_completion_tokens
+        if limit is not None and self.min_tokens > limit:
+            raise EngineError(f"`min_tokens` ({self.min_tokens}) exceeds `max_tokens` ({limit})", "min_tokens")
+        return self
+
+    def sampling_params(self) -> SamplingParams:
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return SamplingParams(
+            n=self.n,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=max(self.top_k, 0),
+            min_p=self.min_p,
+            max_tokens=self.max_tokens or self.max_completion_tokens,
+            min_tokens=self.min_tokens,
+            stop=[s for s in stop if s],
+            seed=self.seed,
+            logprobs=self.logprobs,
+            top_logprobs=self.top_logprobs or 0,
+        )
+
+
+def parse_request(body: Any) -> ChatCompletionRequest:
+    """Validates a decoded JSON body; raises EngineError naming the first offending field (all unknown ones)."""
+    if not isinstance(body, dict):
+        raise EngineError("the request body must be a JSON object")
+    unknown = sorted(set(body) - set(ChatCompletionRequest.model_fields))
+    if unknown:
+        names = ", ".join(f"`{k}`" for k in unknown)
+        raise EngineError(f"unknown field{'s' if len(unknown) > 1 else ''} {names}", unknown[0])
+    try:
+        return ChatCompletionRequest.model_validate(body)
+    except ValidationError as e:
+        err = e.errors()[0]
+        param = ".".join(str(p) for p in err["loc"]) or None
+        raise EngineError(f"`{param}`: {err['msg']} (got {err['input']!r})", param) from None
+
+
+def message_text(content: Any) -> Any:
+    """OpenAI content parts (`[{"type": "text", "text": ...}]`) become one string; anything else is kept."""
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return "".join(p.get("text", "") for p in content)
+    return content
+
+
+def _logprob_entry(token_text: Callable[[int], str], token_id: int, logprob: float) -> dict:
+    text = token_text(token_id)
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+
+def build_response(
+    result: GenerationResult,
+    model: str,
+    request: ChatCompletionRequest,
+    token_text: Callable[[int], str],
+) -> dict:
+    """The `chat.completion` body, with `token_ids`, `prompt_token_ids` and `policy_step` extras."""
+    choices = []
+    for index, choice in enumerate(result.choices):
+        logprobs = None
+        if request.logprobs:
+            content = []
+            for t, (token_id, lp) in enumerate(zip(choice.token_ids_T, choice.logprobs_T, strict=True)):
+                entry = _logprob_entry(token_text, token_id, lp)
+                tops = choice.top_logprobs_T[t] if choice.top_logprobs_T else []
+                entry["top_logprobs"] = [_logprob_entry(token_text, i, v) for i, v in tops]
+                content.append(entry)
+            logprobs = {"content": content}
+        body = {
+            "index": index,
+            "message": {"role": "assistant", "content": choice.text},
+            "finish_reason": choice.finish_reason,
+            "logprobs": logprobs,
+        }
+        if request.return_token_ids:
+            body["token_ids"] = choice.token_ids_T
+        choices.append(body)
+    completion_tokens = sum(len(c.token_ids_T) for c in result.choices)
+    response = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": len(result.prompt_ids),
+            "completion_tokens": completion_tokens,
+            "total_tokens": len(result.prompt_ids) + completion_tokens,
+        },
+        "policy_step": result.policy_step,
+    }
+    if request.return_token_ids:
+        response["prompt_token_ids"] = result.prompt_ids
+    return response

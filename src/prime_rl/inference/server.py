@@ -1,0 +1,57 @@
+"""`inference @ infer.toml`: parses the config (before importing torch), loads the engine and serves the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prime_rl.inference.config import InferenceConfig
+from prime_rl.utils.config import cli
+
+
+def setup_engine(config: InferenceConfig):
+    """Builds and starts the transformers engine described by `config`."""
+    from prime_rl.inference.engines.hf import HFEngine
+    from prime_rl.utils.models import resolve_model_path
+
+    engine = HFEngine(
+        resolve_model_path(config.model.name),
+        dtype=config.model.dtype,
+        device=config.model.device,
+        max_model_len=config.model.max_model_len,
+        max_batch_size=config.max_batch_size,
+        num_threads=config.num_threads,
+        seed=config.seed,
+    )
+    engine.start()
+    return engine
+
+
+def setup_app(config: InferenceConfig, engine):
+    """The FastAPI app serving `engine` under the configured model name (its resolved path is an alias)."""
+    from prime_rl.inference.app import create_app
+
+    aliases = {engine.model_path, Path(engine.model_path).name}
+    return create_app(engine, engine.tokenizer, config.model.name, aliases, config.output_dir, config.server.api_key)
+
+
+def serve(config: InferenceConfig) -> None:
+    import uvicorn
+
+    from prime_rl.utils.logger import setup_logger
+
+    logger = setup_logger("inference", config.log.level, config.log.file)
+    engine = setup_engine(config)
+    app = setup_app(config, engine)
+    logger.info(f"serving `{config.model.name}` on http://{config.server.host}:{config.server.port}")
+    try:
+        uvicorn.run(app, host=config.server.host, port=config.server.port, log_level="warning", access_log=False)
+    finally:
+        engine.shutdown()
+
+
+def main() -> None:
+    serve(cli(InferenceConfig, "inference"))
+
+
+if __name__ == "__main__":
+    main()
