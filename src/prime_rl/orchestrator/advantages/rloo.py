@@ -1,7 +1,7 @@
 """RLOO advantage: each rollout's baseline is the mean reward of the other rollouts of its group.
 
 Ahmadian et al., 2024, "Back to Basics: Revisiting REINFORCE Style Optimization for Learning from Human Feedback in
-LLMs" (arXiv:2402.14740), eq. 9. Equals `G / (G - 1) * (r - mean(group))`; needs at least 2 rollouts per example.
+LLMs" (arXiv:2402.14740). Equals `G / (G - 1) * (r - mean(group))`; needs at least 2 rollouts per example.
 """
 
 from prime_rl.orchestrator.advantage import AdvantageInputs, AdvantageOutputs

@@ -1,7 +1,7 @@
 """CISPO: policy gradient weighted by the clipped importance ratio under stop-gradient, so no token loses its gradient.
 
-MiniMax, 2025, "MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning Attention" (arXiv:2506.13585),
-eq. 4-5: `-sum_t sg(clip(r_t, 1 - eps_low, 1 + eps_high)) * A_t * logπ_t`. As in the paper the default
+MiniMax, 2025, "MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning Attention" (arXiv:2506.13585):
+`-sum_t sg(clip(r_t, 1 - eps_low, 1 + eps_high)) * A_t * logπ_t`. As in the paper the default
 `clip_eps_low = 1.0` leaves the weight unclipped below.
 """
 

@@ -1,8 +1,8 @@
 """GSPO: the clipped surrogate on the length-normalised sequence ratio `s = exp(mean_t(logπ - logμ))`.
 
-Zheng et al., 2025, "Group Sequence Policy Optimization" (arXiv:2507.18071), eq. 5-7. Deviation: to keep the
+Zheng et al., 2025, "Group Sequence Policy Optimization" (arXiv:2507.18071). Deviation: to keep the
 sum-not-mean contract the sequence objective is multiplied by the sequence's loss-token count, which is exactly the
-token sum of GSPO-token (eq. 13) with every token at the sequence ratio; divided by the step's loss-token count this
+token sum of GSPO-token with every token at the sequence ratio; divided by the step's loss-token count this
 weighs sequences by length instead of averaging over sequences.
 """
 
