@@ -91,5 +91,7 @@ def test_non_default_loss_is_called_per_sequence():
 
 def test_seq_lens_must_cover_the_tokens():
     lp = torch.zeros(5)
-    with pytest.raises(ValueError, match=r"seq_lens \[2, 2\] must be positive and sum to the 5 tokens"):
+    with pytest.raises(
+        ValueError, match=r"seq_lens must be positive and sum to the 5 tokens, got 2 lengths summing to 4 \(min 2\)"
+    ):
         compute_micro_batch_loss(lp, lp, None, lp, lp > 0, [2, 2], setup_loss_fn(LossConfig()), LossConfig(), 1.0)

@@ -15,6 +15,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from prime_rl.trainer.rl.config import CustomLossConfig, LossConfig, LossConfigType
+from prime_rl.trainer.rl.loss_packed import packed_default_loss
 from prime_rl.utils.config import bind_kwargs, import_object
 
 
@@ -201,16 +202,18 @@ def compute_micro_batch_loss(
 
     The default loss runs vectorized over all sequences; any other loss is called once per sequence.
     """
-    if sum(seq_lens) != trainer_logprobs.shape[0] or any(n <= 0 for n in seq_lens):
-        raise ValueError(f"seq_lens {seq_lens} must be positive and sum to the {trainer_logprobs.shape[0]} tokens")
+    num_tokens = trainer_logprobs.shape[0]
+    if sum(seq_lens) != num_tokens or any(n <= 0 for n in seq_lens):
+        raise ValueError(
+            f"seq_lens must be positive and sum to the {num_tokens} tokens, "
+            f"got {len(seq_lens)} lengths summing to {sum(seq_lens)} (min {min(seq_lens, default=0)})"
+        )
+    if loss_scale <= 0:
+        raise ValueError(f"loss_scale must be positive, got {loss_scale}")
     if isinstance(loss_config, LossConfig):
-        from prime_rl.trainer.rl.loss_packed import packed_default_loss
-
         loss, metrics = packed_default_loss(
             trainer_logprobs, inference_logprobs, teacher_logprobs, advantages, loss_mask, seq_lens, loss_config
         )
-        if loss_scale <= 0:
-            raise ValueError(f"loss_scale must be positive, got {loss_scale}")
         return loss / loss_scale, metrics
 
     def split(t: Tensor) -> list[Tensor]:
