@@ -77,8 +77,15 @@ def _checked(fn: Callable[..., AdvantageOutputs], name: str, kwargs: dict) -> Ad
     return advantage_fn
 
 
-def setup_advantage_fn(config: AdvantageConfigType) -> AdvantageFn:
+def rewards_as_advantages(inputs: AdvantageInputs) -> AdvantageOutputs:
+    """No baseline: the advantage of a rollout is its reward (what `advantage_config = None` means)."""
+    return AdvantageOutputs(advantages=inputs.rewards.clone())
+
+
+def setup_advantage_fn(config: AdvantageConfigType | None) -> AdvantageFn:
     """The configured advantage with its kwargs bound; a custom `import_path` is imported and checked here."""
+    if config is None:
+        return rewards_as_advantages
     if isinstance(config, AdvantageConfig):
         return functools.partial(default_advantage_fn, length_weighted_mean=config.length_weighted_mean)
     if isinstance(config, CustomAdvantageConfig):
