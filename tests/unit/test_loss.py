@@ -174,6 +174,21 @@ def test_mask_bounds_must_be_ordered(field, low, high):
         LossConfig(**{f"{field}_low": low, f"{field}_high": high})
 
 
+def test_mask_bounds_error_through_the_parser():
+    from prime_rl.trainer.rl.config import LossConfigType
+    from prime_rl.utils.config import BaseSettingsConfig, parse_config
+
+    class Config(BaseSettingsConfig):
+        loss: LossConfigType = LossConfig()
+
+    with pytest.raises(ConfigError) as e:
+        parse_config(Config, ["--loss.geo-mask-low", "20"])
+    assert (
+        str(e.value)
+        == "invalid config (command line): `loss`: geo_mask_low (20.0) must be less than geo_mask_high (10.0)"
+    )
+
+
 def test_compute_loss_sums_divides_by_loss_scale_and_aggregates_metrics():
     seqs = [inputs([0.0, -0.5, LN2]), inputs([0.0], lp=[-4.0], adv=-1.0), inputs([0.2, 0.1], mask=[False, False])]
     loss_fn = setup_loss_fn(LossConfig())

@@ -264,7 +264,8 @@ def format_validation_error(error: ValidationError, model: type[BaseModel]) -> s
             tag, expected = err["ctx"]["tag"], err["ctx"]["expected_tags"]
             lines.append(f"`{loc + '.' if loc else ''}type`: unknown type {tag!r} (expected one of: {expected})")
             continue
-        given = f" (got {err['input']!r})" if err["type"] not in ("missing", "extra_forbidden") else ""
+        quiet = err["type"] in ("missing", "extra_forbidden") or isinstance(err["input"], dict)
+        given = "" if quiet else f" (got {err['input']!r})"
         msg = err["msg"].removeprefix("Value error, ")
         lines.append(f"`{loc}`: {msg}{given}" if loc else msg)
     return "; ".join(lines)
@@ -306,9 +307,10 @@ def _describe(model: type[BaseModel], prefix: str = "") -> list[str]:
             lines.append(f"  {flag}  [{kind}{choice}] {field.description or ''}")
             for variant in variants:
                 tag = _type_tag(variant)
+                options = _describe(variant, f"{prefix}{name}.")
                 if len(variants) > 1 and tag is not None:
-                    lines.append(f"    with {flag}.type = {tag!r}:")
-                lines.extend(_describe(variant, f"{prefix}{name}."))
+                    lines.append(f"    with {flag}.type = {tag!r}:{'' if options else ' (no options)'}")
+                lines.extend(options)
             continue
         default = "" if field.is_required() else f" [default: {field.get_default(call_default_factory=True)!r}]"
         lines.append(f"  {flag}  {field.description or ''}{default}")
