@@ -1,0 +1,134 @@
+"""Trainer throughput: one full RL step (packing, logprobs, default loss, backward, AdamW) vs a plain transformers loop.
+
+Both sides see the same tokens: `--samples` samples of `--sample-len` tokens, in micro-batches of `--micro-tokens`
+tokens (ours: packed rows; baseline: `micro_tokens // sample_len` padded-free rows of the same samples). The baseline
+is `model(input_ids, labels=input_ids).loss.backward()` per micro-batch, then `AdamW.step()`. Each side runs in its
+own subprocess (so peak RSS is its own), one warm-up step, then `--steps` timed steps; the median is reported.
+Weight broadcast is not part of the timed step.
+
+    .venv/bin/python benchmarks/trainer.py                      # 64 x 256 tokens (slow on 2 CPU cores)
+    .venv/bin/python benchmarks/trainer.py --samples 16 --steps 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+
+def make_batch(args):
+    from prime_rl.trainer.rl.config import DataConfig
+    from prime_rl.trainer.rl.data import FakeDataLoader
+
+    prompt_len = args.sample_len // 4
+    config = DataConfig(
+        fake=True,
+        fake_batch_size=args.samples,
+        fake_prompt_len=prompt_len,
+        fake_completion_len=args.sample_len - prompt_len,
+    )
+    return FakeDataLoader(config, vocab_size=49152, seed=0)
+
+
+def run_ours(args) -> list[float]:
+    from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, ModelConfig
+    from prime_rl.trainer.model import setup_model
+    from prime_rl.trainer.optim import setup_optimizer
+    from prime_rl.trainer.packing import pack_samples
+    from prime_rl.trainer.rl.config import LossConfig
+    from prime_rl.trainer.rl.loss import setup_loss_fn
+    from prime_rl.trainer.rl.step import train_step
+    from prime_rl.trainer.scheduler import setup_scheduler
+
+    model = setup_model(ModelConfig(name=args.model, attn_implementation=args.attn))
+    optim_config = AdamWConfig(lr=1e-6)
+    optimizer = setup_optimizer(optim_config, model)
+    scheduler = setup_scheduler(ConstantSchedulerConfig(), optimizer, None)
+    loss_config = LossConfig()
+    loss_fn = setup_loss_fn(loss_config)
+    data = make_batch(args)
+    times = []
+    for step in range(args.steps + 1):
+        batch = data.get_batch(step)
+        start = time.perf_counter()
+        micro_batches = pack_samples(batch.samples, args.micro_tokens)
+        train_step(model, optimizer, scheduler, micro_batches, loss_fn, loss_config, optim_config.max_norm, 1024)
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def run_baseline(args) -> list[float]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from prime_rl.utils.models import resolve_model_path
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(args.model), dtype=torch.float32)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.01)
+    data = make_batch(args)
+    rows = max(args.micro_tokens // args.sample_len, 1)
+    times = []
+    for step in range(args.steps + 1):
+        batch = data.get_batch(step)
+        start = time.perf_counter()
+        ids = torch.tensor([s.prompt_ids + s.completion_ids for s in batch.samples])
+        for i in range(0, len(ids), rows):
+            x = ids[i : i + rows]
+            model(input_ids=x, labels=x).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def child(args) -> None:
+    import resource
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    times = run_ours(args) if args.side == "ours" else run_baseline(args)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps({"times": times, "peak_rss_gib": rss}))
+
+
+def parent(args) -> None:
+    results = {}
+    for side in ("baseline", "ours"):
+        cmd = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            sys.exit(f"{side} run failed:\n{proc.stderr[-3000:]}")
+        results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
+    tokens = args.samples * args.sample_len
+    tps = {side: tokens / statistics.median(r["times"]) for side, r in results.items()}
+    for side, r in results.items():
+        steps = ", ".join(f"{t:.2f}" for t in r["times"])
+        print(f"{side:8s}: step times [{steps}] s, {tps[side]:.1f} tokens/s, peak RSS {r['peak_rss_gib']:.2f} GiB")
+    ratio = tps["ours"] / tps["baseline"]
+    ours, base = tps["ours"], tps["baseline"]
+    print(f"trainer_step_throughput: {ours:.1f} tokens/s (baseline: {base:.1f} tokens/s, ratio: {ratio:.2f}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--samples", type=int, default=64, help="samples per step")
+    parser.add_argument("--sample-len", type=int, default=256, help="tokens per sample")
+    parser.add_argument("--micro-tokens", type=int, default=2048, help="tokens per micro-batch (trainer seq_len)")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--attn", default="varlen", help="our attention implementation")
+    parser.add_argument("--side", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    child(args) if args.side else parent(args)
+
+
+if __name__ == "__main__":
+    main()

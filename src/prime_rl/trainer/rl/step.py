@@ -1,0 +1,106 @@
+"""One RL training step over packed micro-batches: logprobs, loss, backward (gradient accumulation), optimizer."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from prime_rl.trainer.logprobs import packed_logprobs
+from prime_rl.trainer.optim import clip_grad_norm
+from prime_rl.trainer.packing import MicroBatch
+from prime_rl.trainer.rl.config import LossConfigType
+from prime_rl.trainer.rl.loss import LossFn, compute_micro_batch_loss
+from prime_rl.utils.device import synchronize
+
+
+@dataclass
+class StepResult:
+    loss: float
+    grad_norm: float
+    lr: float
+    num_tokens: int
+    num_loss_tokens: int
+    metrics: dict[str, list[Tensor]] = field(default_factory=dict)
+    """Loss metrics, `entropy` and `trainer_probs`/`inference_probs` (on loss tokens), gathered over micro-batches."""
+    times: dict[str, float] = field(default_factory=dict)
+
+
+def forward_backward(
+    model: torch.nn.Module,
+    micro_batches: list[MicroBatch],
+    loss_fn: LossFn,
+    loss_config: LossConfigType,
+    chunk_size: int,
+) -> tuple[float, dict[str, list[Tensor]]]:
+    """Accumulates the gradients of all micro-batches; the loss is divided by the step's loss-token count."""
+    device = next(model.parameters()).device
+    loss_scale = max(sum(mb.num_loss_tokens for mb in micro_batches), 1)
+    total = 0.0
+    metrics: dict[str, list[Tensor]] = {}
+    for mb in micro_batches:
+        mb = mb.to(device)
+        logprobs, entropy = packed_logprobs(
+            model, mb.input_ids, mb.position_ids, mb.temperatures, mb.seq_lens, chunk_size
+        )
+        loss, loss_metrics = compute_micro_batch_loss(
+            logprobs,
+            mb.inference_logprobs,
+            None,
+            mb.advantages,
+            mb.loss_mask,
+            mb.seq_lens,
+            loss_fn,
+            loss_config,
+            loss_scale,
+        )
+        loss.backward()
+        total += float(loss.detach())
+        mask = mb.loss_mask
+        loss_metrics |= {
+            "entropy": entropy[mask],
+            "trainer_probs": logprobs.detach()[mask].exp(),
+            "inference_probs": mb.inference_logprobs[mask].exp(),
+        }
+        for name, value in loss_metrics.items():
+            metrics.setdefault(name, []).append(value.detach().float().cpu())
+    return total, metrics
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    micro_batches: list[MicroBatch],
+    loss_fn: LossFn,
+    loss_config: LossConfigType,
+    max_norm: float | None,
+    chunk_size: int,
+) -> StepResult:
+    """Forward/backward over all micro-batches, clip, optimizer and scheduler step. Raises on a non-finite norm."""
+    device = next(model.parameters()).device
+    start = time.perf_counter()
+    loss, metrics = forward_backward(model, micro_batches, loss_fn, loss_config, chunk_size)
+    synchronize(device)
+    mid = time.perf_counter()
+    grad_norm = clip_grad_norm(model, max_norm)
+    if not math.isfinite(grad_norm):
+        raise FloatingPointError(f"gradient norm is {grad_norm} (loss {loss}); refusing the optimizer step")
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    synchronize(device)
+    end = time.perf_counter()
+    return StepResult(
+        loss=loss,
+        grad_norm=grad_norm,
+        lr=lr,
+        num_tokens=sum(mb.num_tokens for mb in micro_batches),
+        num_loss_tokens=sum(mb.num_loss_tokens for mb in micro_batches),
+        metrics=metrics,
+        times={"forward_backward": mid - start, "optimizer": end - mid},
+    )

@@ -1,0 +1,101 @@
+"""`trainer @ train.toml`: the RL training loop. Step N reads `rollouts/step_N`, trains, and writes policy N+1.
+
+Only the config is imported at module level, so `--help` and config errors answer before torch is imported.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prime_rl.trainer.rl.config import RLTrainerConfig
+from prime_rl.utils.config import cli
+
+
+def train(config: RLTrainerConfig) -> None:
+    import torch
+
+    from prime_rl.trainer.ckpt import load_checkpoint, prune_checkpoints, resolve_resume_step, save_checkpoint
+    from prime_rl.trainer.model import setup_model, setup_tokenizer
+    from prime_rl.trainer.optim import setup_optimizer
+    from prime_rl.trainer.packing import pack_samples
+    from prime_rl.trainer.rl.data import check_staleness, setup_data_loader
+    from prime_rl.trainer.rl.loss import setup_loss_fn
+    from prime_rl.trainer.rl.report import log_step
+    from prime_rl.trainer.rl.step import train_step
+    from prime_rl.trainer.scheduler import setup_scheduler
+    from prime_rl.utils.device import set_num_threads
+    from prime_rl.utils.fs import is_stable
+    from prime_rl.utils.logger import setup_logger
+    from prime_rl.utils.metrics import MetricsWriter
+    from prime_rl.weights.broadcast import broadcast_dir, broadcast_weights
+    from prime_rl.weights.export import export_hf
+
+    out = config.output_dir
+    logger = setup_logger("trainer", config.log.level, out / "logs" / "trainer.log" if config.log.file else None)
+    set_num_threads(config.num_threads)
+    torch.manual_seed(config.seed)
+    loss_fn = setup_loss_fn(config.loss)
+    model = setup_model(config.model)
+    tokenizer = setup_tokenizer(config.model)
+    optimizer = setup_optimizer(config.optim, model)
+    scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
+    data = setup_data_loader(config.data, out, model.config.vocab_size, config.seed)
+    metrics = MetricsWriter(out / "metrics" / "trainer.jsonl")
+    keep_broadcasts = config.max_async_level + 1
+
+    step = 0
+    if config.ckpt.resume_step is not None:
+        step = resolve_resume_step(out, config.ckpt.resume_step)
+        load_checkpoint(out, step, model, optimizer, scheduler)
+        if step > 0 and not is_stable(broadcast_dir(out, step)):
+            broadcast_weights(model, out, step, keep_broadcasts)
+
+    logger.info(f"Training from step {step} to {config.max_steps} (output_dir {out})")
+    while config.max_steps is None or step < config.max_steps:
+        start = time.perf_counter()
+        batch = data.get_batch(step)
+        check_staleness(batch, step, config.max_async_level)
+        waited = time.perf_counter() - start
+        micro_batches = pack_samples(batch.samples, config.seq_len)
+        if not micro_batches:
+            raise ValueError(f"step {step}: the batch has no tokens ({len(batch.samples)} samples)")
+        result = train_step(
+            model,
+            optimizer,
+            scheduler,
+            micro_batches,
+            loss_fn,
+            config.loss,
+            config.optim.max_norm,
+            config.model.logprob_chunk_size,
+        )
+        result.times["wait_for_batch"] = waited
+
+        t = time.perf_counter()
+        broadcast_weights(model, out, step + 1, keep_broadcasts)
+        result.times["broadcast"] = time.perf_counter() - t
+        step += 1
+        final = step == config.max_steps
+
+        t = time.perf_counter()
+        if config.ckpt.interval and (step % config.ckpt.interval == 0 or final):
+            save_checkpoint(out, step, model, optimizer, scheduler)
+            prune_checkpoints(out, config.ckpt.keep_last)
+        result.times["checkpoint"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        interval = config.weights.interval
+        if (interval and step % interval == 0) or (final and config.weights.final):
+            export_hf(model, tokenizer, out, step)
+        result.times["export"] = time.perf_counter() - t
+        result.times["step"] = time.perf_counter() - start
+        log_step(step - 1, batch, micro_batches, result, model, metrics)
+    logger.info(f"Finished training at step {step}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(cli(RLTrainerConfig, "trainer", argv))
+
+
+if __name__ == "__main__":
+    main()
