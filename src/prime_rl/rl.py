@@ -74,7 +74,21 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def config_dirs(argv: list[str]) -> tuple[str, ...]:
+    """Directories of the TOML files on the command line: modules beside a config are importable by `import_path`."""
+    from prime_rl.utils.config import split_argv
+
+    try:
+        files = split_argv(argv)[0]
+    except ConfigError:  # reported by the config parser
+        return ()
+    return tuple(dict.fromkeys(str(path.resolve().parent) for path in files))
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    python_path = config_dirs(argv) if "--help" not in argv and "-h" not in argv else ()
+    sys.path[:0] = [p for p in python_path if p not in sys.path]
     config = cli(RLConfig, "rl", argv)
     try:
         check_plugins(config)
@@ -87,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, _raise_interrupt)
     start = time.monotonic()
-    code = supervise(config, output_dir, paths)
+    code = supervise(config, output_dir, paths, python_path)
     print(f"rl: {'finished' if code == 0 else 'failed'} after {time.monotonic() - start:.0f}s", file=sys.stderr)
     raise SystemExit(code)
 

@@ -21,6 +21,8 @@ class ProcessSpec:
     config_path: Path
     log_path: Path
     threads: int | None = None
+    python_path: tuple[str, ...] = ()
+    """Directories prepended to PYTHONPATH (the config files' directories, for `import_path` modules beside them)."""
 
     def command(self) -> list[str]:
         code = f"import sys; sys.argv[0] = {self.name!r}; from {self.module} import main; main()"
@@ -33,6 +35,8 @@ class ProcessSpec:
             env["PRIME_RL_CACHE"] = os.environ["PRIME_RL_CACHE"]
         env["PYTHONUNBUFFERED"] = "1"
         env["TOKENIZERS_PARALLELISM"] = "false"
+        if self.python_path:
+            env["PYTHONPATH"] = os.pathsep.join([*self.python_path, *filter(None, [env.get("PYTHONPATH")])])
         if self.threads is not None:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
         return env

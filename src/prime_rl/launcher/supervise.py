@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -22,10 +23,13 @@ MODULES = {
 POLL_SECONDS = 0.5
 
 
-def process_specs(config: RLConfig, output_dir: Path, paths: dict[str, Path]) -> dict[str, ProcessSpec]:
+def process_specs(
+    config: RLConfig, output_dir: Path, paths: dict[str, Path], python_path: tuple[str, ...] = ()
+) -> dict[str, ProcessSpec]:
     threads = {"inference": config.inference.num_threads, "trainer": config.trainer.num_threads, "orchestrator": 1}
+    logs = output_dir / "logs"
     return {
-        name: ProcessSpec(name, MODULES[name], paths[name], output_dir / "logs" / f"{name}.log", threads[name])
+        name: ProcessSpec(name, MODULES[name], paths[name], logs / f"{name}.log", threads[name], python_path)
         for name in MODULES
     }
 
@@ -64,6 +68,10 @@ def wait_healthy(url: str, timeout: float, children: list[Child]) -> Child | Non
 def watch(children: list[Child], progress: Progress, live: bool) -> tuple[Child | None, int]:
     """Until the trainer exits 0 → `(None, 0)`; or the first failure → `(child, exit code)`."""
     logger = get_logger("rl")
+    # The console already shows the progress line: this logger writes it to logs/rl.log only.
+    progress_log = logging.getLogger("prime_rl.rl.progress")
+    progress_log.propagate = False
+    progress_log.handlers = [h for h in logging.getLogger("prime_rl").handlers if isinstance(h, logging.FileHandler)]
     finished: set[str] = set()
     while True:
         for child in children:
@@ -80,14 +88,14 @@ def watch(children: list[Child], progress: Progress, live: bool) -> tuple[Child 
             return child, code if code != 0 else 1
         if progress.update():
             show(progress.line(), live)
-            logger.info(progress.line())
+            progress_log.info(progress.line())
         time.sleep(POLL_SECONDS)
 
 
-def supervise(config: RLConfig, output_dir: Path, paths: dict[str, Path]) -> int:
+def supervise(config: RLConfig, output_dir: Path, paths: dict[str, Path], python_path: tuple[str, ...] = ()) -> int:
     """Starts inference and trainer, then (inference healthy) the orchestrator; returns the exit code of `rl`."""
     logger = setup_logger("rl", "INFO", output_dir / "logs" / "rl.log")
-    specs = process_specs(config, output_dir, paths)
+    specs = process_specs(config, output_dir, paths, python_path)
     live = sys.stdout.isatty()
     children: list[Child] = []
     try:

@@ -69,7 +69,7 @@ class EnvConfig(BaseConfig):
     weight: float = Field(1.0, gt=0)
     """Relative probability of sampling this environment's examples when several are configured."""
     name: str | None = None
-    """Name in metrics and batches (default: the id); must be unique across `[[env]]` tables."""
+    """Name in metrics and batches (default: the environment's own name); must be unique across `[[env]]` tables."""
 
 
 class SamplingConfig(BaseConfig):

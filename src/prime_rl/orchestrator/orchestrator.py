@@ -31,21 +31,25 @@ def setup_tokenizer(config: OrchestratorConfig) -> Any:
 
 
 def setup_environments(config: OrchestratorConfig, tokenizer: Any) -> dict[str, Environment]:
-    """`{name: environment}` in config order; multi-turn environments get the policy's tokenizer."""
+    """`{name: environment}` in config order (name: the `[[env]]` name, else the environment's own name);
+    multi-turn environments get the policy's tokenizer."""
     from prime_rl.environments import load_environment
 
     envs = {}
     for env_config in config.env:
         env = load_environment(env_config.id, **env_config.args)
         env.setup(tokenizer)
-        envs[env_config.name or env_config.id] = env
+        name = env_config.name or env.name
+        if name in envs:
+            raise ValueError(f"two environments are named `{name}` (ids {env_config.id!r}, ...): set `name` in [[env]]")
+        envs[name] = env
     return envs
 
 
 def setup_buffer(config: OrchestratorConfig, envs: dict[str, Environment]) -> ExampleBuffer:
     from prime_rl.orchestrator.buffer import ExampleBuffer
 
-    weights = {env_config.name or env_config.id: env_config.weight for env_config in config.env}
+    weights = {name: env_config.weight for name, env_config in zip(envs, config.env, strict=True)}
     return ExampleBuffer({name: env.dataset() for name, env in envs.items()}, weights, seed=config.seed)
 
 

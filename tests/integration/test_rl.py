@@ -1,0 +1,111 @@
+"""`rl` end to end on a tiny random model: three real processes, custom loss and advantage by import path."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from prime_rl.transport.filesystem import FileSystemReceiver
+from prime_rl.utils.metrics import read_metrics
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Rewards that vary with the sampled text, so that advantages are not all zero even for a random model.
+ENV_MODULE = """
+from prime_rl.environments import Example, Rubric, SingleTurnEnv
+
+def text_length(completion) -> float:
+    return (len(completion[-1]["content"]) % 7) / 6
+
+def load_environment():
+    examples = [Example(i, [{"role": "user", "content": f"Count to {i}."}]) for i in range(40)]
+    return SingleTurnEnv("count", examples, Rubric([text_length]))
+"""
+
+BAD_LOSS = """
+def exploding_loss(inputs):
+    raise RuntimeError("boom from exploding_loss")
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _config(tmp_path: Path, model_dir: Path, loss: str, advantage: str = "") -> Path:
+    (tmp_path / "count_env.py").write_text(ENV_MODULE)
+    path = tmp_path / "rl.toml"
+    path.write_text(
+        f'output_dir = "{tmp_path / "out"}"\nmax_steps = 3\nmax_async_level = 1\nseq_len = 256\n'
+        f'[model]\nname = "{model_dir}"\n[inference.server]\nport = {_free_port()}\n'
+        "[orchestrator]\nbatch_size = 8\nrollouts_per_example = 4\n[orchestrator.sampling]\nmax_tokens = 12\n"
+        f'[[orchestrator.env]]\nid = "{tmp_path / "count_env.py"}"\n{advantage}{loss}'
+        "[trainer.optim]\nlr = 1e-3\n"
+    )
+    return path
+
+
+def _rl(config: Path, timeout: float = 400) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "examples" / "custom_algorithms")}
+    cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=config.parent)
+
+
+def _expected_normalized(rewards: list[float]) -> list[float]:
+    r = torch.tensor(rewards, dtype=torch.float64)
+    return ((r - r.mean()) / (r.std() + 1e-8)).tolist()
+
+
+def test_rl_three_steps_custom_loss_and_advantage(tmp_path, tiny_model_dir):
+    loss = '[trainer.loss]\ntype = "custom"\nimport_path = "my_module.ppo_clip_loss"\nkwargs = { clip_eps = 0.2 }\n'
+    advantage = (
+        '[orchestrator.advantage]\ntype = "custom"\nimport_path = "my_module.normalized_advantage"\n'
+        "kwargs = { eps = 1e-8 }\n"
+    )
+    result = _rl(_config(tmp_path, tiny_model_dir, loss, advantage))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "out"
+    for name in ("configs/inference.toml", "configs/orchestrator.toml", "configs/trainer.toml", "logs/rl.log",
+                 "logs/inference.log", "logs/orchestrator.log", "logs/trainer.log", "broadcasts/step_3/STABLE",
+                 "broadcasts/step_3/model.safetensors", "weights/step_3/config.json"):  # fmt: skip
+        assert (out / name).is_file(), name
+    for step in range(3):
+        assert (out / f"rollouts/step_{step}/STABLE").is_file()
+    assert "trained 3/3" in result.stdout
+
+    orchestrator = read_metrics(out / "metrics/orchestrator.jsonl")
+    trainer = read_metrics(out / "metrics/trainer.jsonl")
+    assert [r["step"] for r in orchestrator] == [0, 1, 2] and [r["step"] for r in trainer] == [0, 1, 2]
+    assert all("clip_frac/mean" in r for r in trainer)  # the custom loss's metric: it was the loss used
+    assert not any("geo_seq_ratio/mean" in r for r in trainer)  # ... and not the default loss
+    assert "rubric/count/text_length" in orchestrator[0]
+
+    receiver = FileSystemReceiver(out)
+    policies = []
+    for step in range(3):
+        samples = receiver.receive(step, timeout=1).samples
+        assert len(samples) == 8
+        assert all(s.policy_step >= step - 1 for s in samples)
+        policies += [s.policy_step for s in samples]
+        for g in range(0, 8, 4):  # groups are contiguous; advantages are the custom normalization of rewards
+            group = samples[g : g + 4]
+            assert len({s.example_id for s in group}) == 1
+            expected = _expected_normalized([s.reward for s in group])
+            assert [s.advantage for s in group] == pytest.approx(expected, abs=1e-6)
+    assert max(policies) >= 1  # the server reported a newer policy after /update_weights
+    assert orchestrator[2]["policy/loaded"] >= 1
+
+
+def test_rl_failing_process_stops_all_and_exits_nonzero(tmp_path, tiny_model_dir):
+    (tmp_path / "bad_loss.py").write_text(BAD_LOSS)
+    loss = '[trainer.loss]\ntype = "custom"\nimport_path = "bad_loss.exploding_loss"\n'
+    result = _rl(_config(tmp_path, tiny_model_dir, loss))
+    assert result.returncode == 1
+    assert "trainer exited with code 1; last lines of" in result.stderr
+    assert "boom from exploding_loss" in result.stderr
