@@ -1,0 +1,79 @@
+"""`sft @ sft.toml`: supervised fine-tuning on assistant tokens, exporting `weights/step_N/` that `rl` can start from.
+
+Only the config is imported at module level, so `--help` and config errors answer before torch is imported.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prime_rl.trainer.sft.config import SFTConfig
+from prime_rl.utils.config import cli
+
+
+def train(config: SFTConfig) -> None:
+    import torch
+
+    from prime_rl.trainer.ckpt import load_checkpoint, prune_checkpoints, resolve_resume_step, save_checkpoint
+    from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
+    from prime_rl.trainer.optim import setup_optimizer
+    from prime_rl.trainer.packing import pack_samples
+    from prime_rl.trainer.scheduler import setup_scheduler
+    from prime_rl.trainer.sft.data import setup_dataset
+    from prime_rl.trainer.sft.report import log_sft_step
+    from prime_rl.trainer.sft.step import sft_step
+    from prime_rl.utils.device import set_num_threads
+    from prime_rl.utils.logger import setup_logger
+    from prime_rl.utils.metrics import MetricsWriter
+    from prime_rl.weights.export import export_hf
+
+    out = config.output_dir
+    logger = setup_logger("sft", config.log.level, out / "logs" / "sft.log" if config.log.file else None)
+    set_num_threads(config.num_threads)
+    torch.manual_seed(config.seed)
+    tokenizer = setup_tokenizer(config.model)
+    data = setup_dataset(config.data, tokenizer, config.batch_size, config.seed, config.shuffle)
+    logger.info(f"SFT data: {len(data.samples)} conversations, {config.batch_size} per step")
+    model = setup_model(config.model)
+    optimizer = setup_optimizer(config.optim, model)
+    scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
+    metrics = MetricsWriter(out / "metrics" / "sft.jsonl")
+
+    step = 0
+    if config.ckpt.resume_step is not None:
+        step = resolve_resume_step(out, config.ckpt.resume_step)
+        load_checkpoint(out, step, model, optimizer, scheduler)
+
+    logger.info(f"Training from step {step} to {config.max_steps} (output_dir {out})")
+    while step < config.max_steps:
+        start = time.perf_counter()
+        samples = data.get_batch(step)
+        micro_batches = pack_samples(samples, config.seq_len)
+        result = sft_step(
+            model, optimizer, scheduler, micro_batches, config.optim.max_norm, config.model.logprob_chunk_size
+        )
+        step += 1
+        final = step == config.max_steps
+
+        t = time.perf_counter()
+        if config.ckpt.interval and (step % config.ckpt.interval == 0 or final):
+            save_checkpoint(out, step, model, optimizer, scheduler)
+            prune_checkpoints(out, config.ckpt.keep_last)
+        result.times["checkpoint"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        interval = config.weights.interval
+        if (interval and step % interval == 0) or (final and config.weights.final):
+            export_hf(model, tokenizer, out, step)
+        result.times["export"] = time.perf_counter() - t
+        result.times["step"] = time.perf_counter() - start
+        log_sft_step(step - 1, len(samples), micro_batches, result, model_device(model), metrics)
+    logger.info(f"Finished SFT at step {step}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(cli(SFTConfig, "sft", argv))
+
+
+if __name__ == "__main__":
+    main()
