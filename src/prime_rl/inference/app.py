@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prime_rl.inference.engines.base import Engine, EngineError
 from prime_rl.inference.protocol import build_response, message_text, parse_request
+from prime_rl.inference.streaming import stream_completion
 from prime_rl.utils.logger import get_logger
 
 ERROR_TYPES = {
@@ -82,7 +83,7 @@ def create_app(
             return error_response(401, "missing or wrong API key (send `Authorization: Bearer <key>`)")
         return await call_next(request)
 
-    async def complete(body: Any, token_route: bool) -> JSONResponse:
+    async def complete(body: Any, token_route: bool) -> JSONResponse | StreamingResponse:
         req = parse_request(body)
         if req.model is not None and req.model.lower() not in accepted:
             raise EngineError(f"model `{req.model}` is not served here (this server serves `{served_name}`)", "model")
@@ -96,15 +97,24 @@ def create_app(
             if not req.messages:
                 raise EngineError("`messages` must be a non-empty list", "messages")
             prompt_ids = _render(tokenizer, req.messages)
+        try:
+            engine.check(prompt_ids, req.sampling_params())
+        except EngineError as e:
+            if token_route and e.param == "messages":
+                e.param = "tokens"
+            raise
+        if req.stream:
+            chunks = stream_completion(engine, tokenizer, prompt_ids, req, served_name, token_text)
+            return StreamingResponse(chunks, media_type="text/event-stream")
         result = await engine.generate(prompt_ids, req.sampling_params())
         return JSONResponse(build_response(result, served_name, req, token_text))
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> JSONResponse:
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
         return await complete(await _json_body(request), token_route=False)
 
-    @app.post("/v1/chat/completions/tokens")
-    async def chat_completions_tokens(request: Request) -> JSONResponse:
+    @app.post("/v1/chat/completions/tokens", response_model=None)
+    async def chat_completions_tokens(request: Request) -> JSONResponse | StreamingResponse:
         return await complete(await _json_body(request), token_route=True)
 
     @app.post("/update_weights")

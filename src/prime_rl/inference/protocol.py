@@ -34,11 +34,10 @@ class ChatCompletionRequest(BaseModel):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     return_token_ids: bool = False
     stream: bool = False
+    stream_options: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ChatCompletionRequest:
-        if self.stream:
-            raise EngineError("streaming is not supported; send `stream: false`", "stream")
         if self.top_logprobs and not self.logprobs:
             raise EngineError("`top_logprobs` requires `logprobs: true`", "top_logprobs")
         limit = self.max_tokens or self.max_completion_tokens

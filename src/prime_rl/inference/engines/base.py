@@ -7,6 +7,7 @@ swaps weights in place. `hf.py` implements it on transformers; a vLLM engine can
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -62,6 +63,10 @@ class GenerationResult:
     policy_step: int
 
 
+TokenCallback = Callable[[int, int, float, list[tuple[int, float]], bool], None]
+"""Called from the engine for each sampled token: (choice index, token id, logprob, top logprobs, is last)."""
+
+
 class Engine(ABC):
     """Serves one model; thread-safe to call from the server's event loop."""
 
@@ -77,8 +82,17 @@ class Engine(ABC):
         """Stops the engine loop; pending requests fail."""
 
     @abstractmethod
-    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> GenerationResult:
-        """Samples `params.n` completions of `prompt_ids`; raises EngineError for requests it cannot serve."""
+    def check(self, prompt_ids: list[int], params: SamplingParams) -> int:
+        """Raises EngineError if the request cannot be served; returns how many tokens it may generate."""
+
+    @abstractmethod
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams, on_token: TokenCallback | None = None
+    ) -> GenerationResult:
+        """Samples `params.n` completions of `prompt_ids` (see `check`); `on_token` streams tokens as they come.
+
+        Streamed requests in flight when weights change fail with a 409 EngineError (sent tokens cannot be undone).
+        """
 
     @abstractmethod
     async def update_weights(self, weight_dir: Path, step: int) -> None:

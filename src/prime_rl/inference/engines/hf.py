@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from prime_rl.inference.engines.base import (
     EngineError,
     GenerationResult,
     SamplingParams,
+    TokenCallback,
 )
 from prime_rl.inference.engines.kv_cache import SlotKVCache, register_attention
 from prime_rl.inference.engines.sampling import SamplingBatch, sample
@@ -44,14 +44,15 @@ class _Request:
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     seed: int
+    on_token: TokenCallback | None = None
     sequences: list[_Sequence] = field(default_factory=list)
     policy_step: int = 0
-    first_token_time: float | None = None
 
 
 @dataclass(eq=False)
 class _Sequence:
     request: _Request
+    index: int
     generator: torch.Generator
     length: int
     """Tokens held in the KV cache."""
@@ -90,6 +91,8 @@ class HFEngine(Engine):
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._base_state: dict[str, Tensor] | None = None
+        self.stats = {"prefill_forwards": 0, "prefill_tokens": 0, "decode_steps": 0, "restarted_requests": 0}
+        """Counters for tests and logs: prompts are prefilled once per request, not per choice or token."""
 
     # ------------------------------------------------------------------ setup
 
@@ -140,7 +143,7 @@ class HFEngine(Engine):
 
     # ------------------------------------------------------------------ public API (event loop side)
 
-    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> GenerationResult:
+    def check(self, prompt_ids: list[int], params: SamplingParams) -> int:
         if not prompt_ids:
             raise EngineError("the prompt is empty", "messages")
         room = self.max_model_len - len(prompt_ids)
@@ -154,10 +157,15 @@ class HFEngine(Engine):
         vocab = self.model.config.get_text_config().vocab_size
         if any(t < 0 or t >= vocab for t in prompt_ids):
             raise EngineError(f"prompt token ids must be in [0, {vocab})", "tokens")
+        return room if params.max_tokens is None else min(params.max_tokens, room)
+
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams, on_token: TokenCallback | None = None
+    ) -> GenerationResult:
+        max_new = self.check(prompt_ids, params)
         loop = asyncio.get_running_loop()
         seed = params.seed if params.seed is not None else self._seed_rng.getrandbits(63)
-        max_new = room if params.max_tokens is None else min(params.max_tokens, room)
-        request = _Request(list(prompt_ids), params, max_new, loop.create_future(), loop, seed)
+        request = _Request(list(prompt_ids), params, max_new, loop.create_future(), loop, seed, on_token)
         with self._cond:
             self._pending.append(request)
             self._cond.notify_all()
@@ -225,9 +233,16 @@ class HFEngine(Engine):
             self._base_state = {k: v.detach().clone() for k, v in unique_state(self.model).items()}
         with torch.inference_mode(False), torch.no_grad():
             copy_into(self.model, tensors)
-        restarted = len(self._in_flight)
+        # A stream cannot take back tokens it already sent, so streamed requests end with an error instead.
+        streamed = [r for r in self._in_flight if r.on_token is not None]
+        restart = [r for r in self._in_flight if r.on_token is None]
+        for request in streamed:
+            error = EngineError(f"weights were updated to policy step {step} during this stream; retry", status=409)
+            request.loop.call_soon_threadsafe(_resolve, request.future, None, error)
+        restarted = len(restart)
+        self.stats["restarted_requests"] += restarted
         with self._cond:
-            self._pending.extendleft(reversed(self._in_flight))
+            self._pending.extendleft(reversed(restart))
         self._in_flight, self._active = [], []
         self.policy_step = step
         self.logger.info(f"weights of policy step {step} loaded ({restarted} requests restarted)")
@@ -271,6 +286,8 @@ class HFEngine(Engine):
         first = len(self._active)
         lengths = [len(r.prompt_ids) for r in requests]
         longest = max(lengths)
+        self.stats["prefill_forwards"] += 1
+        self.stats["prefill_tokens"] += sum(lengths)
         total_rows = first + sum(r.params.n for r in requests)
         self.cache.reserve(total_rows, longest + 1)
         input_ids = torch.full((len(requests), longest), self.pad_id, dtype=torch.long)
@@ -310,17 +327,19 @@ class HFEngine(Engine):
         return [
             _Sequence(
                 request=request,
+                index=i,
                 generator=torch.Generator().manual_seed(int(s)),
                 length=len(request.prompt_ids),
                 top=[] if request.params.top_logprobs else None,
             )
-            for s in seeds
+            for i, s in enumerate(seeds)
         ]
 
     # ------------------------------------------------------------------ decode
 
     def _decode(self) -> None:
         seqs = self._active
+        self.stats["decode_steps"] += 1
         positions = torch.tensor([s.length for s in seqs])
         read_len = int(positions.max()) + 1
         self.cache.reserve(len(seqs), read_len)
@@ -347,16 +366,16 @@ class HFEngine(Engine):
         tokens, logprobs = out.tokens.tolist(), out.logprobs.tolist()
         top_ids = out.top_ids.tolist() if out.top_ids is not None else None
         top_lps = out.top_logprobs.tolist() if out.top_logprobs is not None else None
-        now = time.perf_counter()
         for i, seq in enumerate(seqs):
             seq.token_ids.append(tokens[i])
             seq.logprobs.append(logprobs[i])
             if seq.top is not None and top_ids is not None:
                 k = seq.request.params.top_logprobs
                 seq.top.append(list(zip(top_ids[i][:k], top_lps[i][:k], strict=True)))
-            if seq.request.first_token_time is None:
-                seq.request.first_token_time = now
             self._check_finished(seq)
+            if seq.request.on_token is not None:
+                top = seq.top[-1] if seq.top else []
+                seq.request.on_token(seq.index, tokens[i], logprobs[i], top, seq.finish_reason is not None)
         if any(s.finish_reason for s in seqs):
             self._retire()
 
