@@ -1,0 +1,115 @@
+"""`eval @ eval.toml`: evaluates the base model and/or every `weights/step_N` of a run on environments' eval splits
+through one inference server (weights switched with `/update_weights`), writes `eval/results.json`, prints a table.
+
+Only the config is imported at module level, so `--help` and config errors answer before torch is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prime_rl.eval.config import EvalConfig
+from prime_rl.utils.config import cli
+
+
+def setup_environments(config: EvalConfig) -> dict[str, Any]:
+    """`{name: environment}` in config order; multi-turn environments get the model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from prime_rl.environments import load_environment
+    from prime_rl.utils.models import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.model.name))
+    envs = {}
+    for env_config in config.env:
+        env = load_environment(env_config.id, **env_config.args)
+        env.setup(tokenizer)
+        name = env_config.name or env.name
+        if name in envs:
+            raise ValueError(f"two environments are named `{name}`: set `name` in [[env]]")
+        envs[name] = env
+    return envs
+
+
+async def evaluate_policies(config: EvalConfig, envs: dict, base_url: str) -> dict[str, dict[str, Any]]:
+    """Serves each policy target in turn and evaluates it: `{label: {policy_step, weight_dir, metrics}}`."""
+    import httpx
+
+    from prime_rl.environments.base import SamplingArgs
+    from prime_rl.environments.client import SamplingClient
+    from prime_rl.eval.evaluate import evaluate
+    from prime_rl.eval.server import load_policy, policy_targets
+    from prime_rl.utils.logger import get_logger
+
+    logger = get_logger("eval")
+    s = config.sampling
+    sampling = SamplingArgs(
+        temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=s.stop, seed=config.seed
+    )
+    limits = {
+        name: env_config.num_examples or config.num_examples for name, env_config in zip(envs, config.env, strict=True)
+    }
+    c = config.client
+    client = SamplingClient([base_url], config.model.name, c.api_key, c.timeout, max_retries=c.retries)
+    headers = {"Authorization": f"Bearer {c.api_key}"} if c.api_key else {}
+    results = {}
+    async with httpx.AsyncClient(headers=headers, timeout=c.timeout) as http:
+        try:
+            for label, weight_dir in policy_targets(config):
+                policy_step = await load_policy(http, base_url, weight_dir)
+                logger.info(f"evaluating {label} (policy step {policy_step})")
+                metrics = await evaluate(
+                    envs,
+                    client,
+                    limits,
+                    config.rollouts_per_example,
+                    sampling,
+                    config.max_concurrent,
+                    config.pass_threshold,
+                )
+                entry = {"policy_step": policy_step, "weight_dir": str(weight_dir) if weight_dir else None}
+                results[label] = entry | {"metrics": metrics}
+        finally:
+            await client.close()
+    return results
+
+
+def run_eval(config: EvalConfig) -> dict[str, Any]:
+    """Runs the evaluation, writes `output_dir/eval/results.json`, prints the table; returns the results document."""
+    import asyncio
+
+    from prime_rl.eval.report import results_document, results_table, write_results
+    from prime_rl.eval.server import inference_server, policy_targets
+    from prime_rl.utils.logger import setup_logger
+
+    logger = setup_logger("eval", config.log_level)
+    policy_targets(config)  # a missing step fails before a server is started
+    envs = setup_environments(config)
+    with inference_server(config) as base_url:
+        logger.info(f"inference server at {base_url}")
+        results = asyncio.run(evaluate_policies(config, envs, base_url))
+    document = results_document(config, results)
+    path = write_results(config.output_dir / "eval" / "results.json", document)
+    print(results_table(results, list(envs), config.rollouts_per_example))
+    logger.info(f"results written to {path}")
+    return document
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    from prime_rl.utils.config import ConfigError
+
+    config = cli(EvalConfig, "eval", argv)
+    try:
+        run_eval(config)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"eval: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except RuntimeError as e:  # the server failed to start, or refused a weight directory
+        print(f"eval: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

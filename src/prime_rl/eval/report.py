@@ -1,0 +1,57 @@
+"""Evaluation results: the JSON document written to `output_dir/eval/results.json` and the printed table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prime_rl.eval.config import EvalConfig
+from prime_rl.eval.metrics import k_values
+from prime_rl.utils.fs import atomic_write_text
+
+
+def results_document(config: EvalConfig, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`results` maps a policy label (`base`, `step_N`) to `{policy_step, weight_dir, metrics}`."""
+    return {
+        "model": config.model.name,
+        "weights_dir": None if config.weights_dir is None else str(config.weights_dir),
+        "rollouts_per_example": config.rollouts_per_example,
+        "pass_threshold": config.pass_threshold,
+        "sampling": config.sampling.model_dump(mode="json"),
+        "results": results,
+    }
+
+
+def write_results(path: Path, document: dict[str, Any]) -> Path:
+    atomic_write_text(path, json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def results_table(results: dict[str, dict[str, Any]], env_names: list[str], n: int) -> str:
+    """One row per (policy, environment): avg@n, pass@1, pass@n, mean completion length, truncated, errored."""
+    passes = list(dict.fromkeys([f"pass@{k_values(n)[0]}", f"pass@{n}"]))
+    columns = ["policy", "env", f"avg@{n}", *passes, "len", "truncated", "errored"]
+    rows = []
+    for label, entry in results.items():
+        m = entry["metrics"]
+        for env in env_names:
+            values = [m[f"{env}/{c}"] for c in [f"avg@{n}", *passes]]
+            rows.append(
+                [
+                    label,
+                    env,
+                    *(f"{v:.4f}" for v in values),
+                    f"{m[f'{env}/completion_len']:.1f}",
+                    f"{m[f'{env}/truncated']:.2f}",
+                    f"{m[f'{env}/errored']:.2f}",
+                ]
+            )
+    widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
+
+    def line(cells: list[str]) -> str:
+        return " | ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([line(columns), "-+-".join("-" * w for w in widths), *(line(r) for r in rows)])

@@ -1,0 +1,120 @@
+"""The inference server an evaluation talks to: a running one, or one started (and stopped) here as a child process
+with the launcher's process helpers; and switching the served policy between `weights/step_N` directories."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from prime_rl.eval.config import EvalConfig
+from prime_rl.utils.fs import step_dirs
+
+
+def weights_root(weights_dir: Path) -> Path:
+    """`weights_dir` itself when it is a `weights/` directory, else `weights_dir/weights`."""
+    return weights_dir if weights_dir.name == "weights" else weights_dir / "weights"
+
+
+def policy_targets(config: EvalConfig) -> list[tuple[str, Path | None]]:
+    """`[(label, weight dir or None for the base model)]` in evaluation order; raises naming a missing step."""
+    targets: list[tuple[str, Path | None]] = []
+    if config.weights_dir is None or config.eval_base:
+        targets.append(("base", None))
+    if config.weights_dir is None:
+        return targets
+    root = weights_root(config.weights_dir)
+    available = step_dirs(root)
+    steps = sorted(available) if config.steps is None else config.steps
+    missing = [s for s in steps if s not in available]
+    if missing:
+        raise FileNotFoundError(
+            f"weights_dir: no complete (STABLE) weights/step_N for steps {missing} under {root} "
+            f"(available: {sorted(available)})"
+        )
+    if not steps and not targets:
+        raise FileNotFoundError(f"weights_dir: no complete (STABLE) weights/step_N under {root}")
+    return targets + [(f"step_{s}", available[s]) for s in steps]
+
+
+def served_root(config: EvalConfig) -> Path:
+    """The self-started server's `output_dir`: it only accepts weight directories below it."""
+    if config.weights_dir is None:
+        return config.output_dir
+    return weights_root(config.weights_dir).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_server_config(config: EvalConfig, port: int, path: Path) -> Path:
+    import tomli_w
+
+    from prime_rl.utils.fs import atomic_write_text
+
+    s = config.server
+    model = {"name": config.model.name, "dtype": s.dtype, "device": s.device, "max_model_len": s.max_model_len}
+    data = {
+        "model": {k: v for k, v in model.items() if v is not None},
+        "server": {"host": "127.0.0.1", "port": port},
+        "output_dir": str(served_root(config).resolve()),
+        "max_batch_size": s.max_batch_size,
+        "seed": config.seed or 0,
+    }
+    if s.num_threads is not None:
+        data["num_threads"] = s.num_threads
+    atomic_write_text(path, tomli_w.dumps(data))
+    return path
+
+
+@contextmanager
+def inference_server(config: EvalConfig) -> Iterator[str]:
+    """Yields the base URL (`.../v1`) of a healthy server; a self-started one is stopped on exit."""
+    from prime_rl.launcher.processes import Child, ProcessSpec, tail
+    from prime_rl.launcher.supervise import wait_healthy
+
+    if config.client.base_url is not None:
+        base_url = config.client.base_url.rstrip("/")
+        wait_healthy(health_url(base_url), config.client.health_timeout, [])
+        yield base_url
+        return
+    port = config.server.port or free_port()
+    eval_dir = config.output_dir / "eval"
+    path = write_server_config(config, port, eval_dir / "inference.toml")
+    spec = ProcessSpec(
+        "inference", "prime_rl.inference.server", path, eval_dir / "inference.log", config.server.num_threads
+    )
+    child = Child(spec)
+    try:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        dead = wait_healthy(health_url(base_url), config.client.health_timeout, [child])
+        if dead is not None:
+            lines = "\n  | ".join(tail(spec.log_path, 20))
+            raise RuntimeError(f"the inference server exited with code {dead.poll()}; {spec.log_path}:\n  | {lines}")
+        yield base_url
+    finally:
+        child.stop()
+
+
+def health_url(base_url: str) -> str:
+    root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+    return f"{root}/health"
+
+
+async def load_policy(http: httpx.AsyncClient, base_url: str, weight_dir: Path | None) -> int:
+    """Serves `weight_dir` (`/update_weights`) or the base model (`/reload_weights`); returns the served policy step."""
+    root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+    if weight_dir is None:
+        url, body = f"{root}/reload_weights", None
+    else:
+        url, body = f"{root}/update_weights", {"weight_dir": str(weight_dir.resolve())}
+    response = await http.post(url, json=body)
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} ({weight_dir or 'base model'}): HTTP {response.status_code}: {response.text[:500]}")
+    return int(response.json()["policy_step"])
