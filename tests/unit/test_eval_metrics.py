@@ -1,0 +1,158 @@
+"""Eval metrics on hand-made rollouts: unbiased pass@k, avg@n, lengths, truncation; `evaluate` with a fake client."""
+
+from __future__ import annotations
+
+import asyncio
+from math import comb
+from pathlib import Path
+
+import pytest
+
+from prime_rl.environments import Completion, Example, Rubric, SingleTurnEnv
+from prime_rl.environments.base import Rollout, SamplingArgs, Turn
+from prime_rl.eval.config import EvalConfig
+from prime_rl.eval.evaluate import evaluate
+from prime_rl.eval.metrics import group_metrics, k_values, pass_at_k
+from prime_rl.eval.report import results_table
+from prime_rl.eval.server import policy_targets
+from prime_rl.utils.config import ConfigError, parse_config
+
+
+def test_pass_at_k_pinned_and_equal_to_the_binomial_formula():
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)  # 1 - C(3,2)/C(4,2) = 1 - 3/6
+    assert pass_at_k(4, 2, 2) == pytest.approx(5 / 6)  # 1 - C(2,2)/C(4,2)
+    assert pass_at_k(5, 0, 3) == 0.0
+    assert pass_at_k(4, 3, 2) == 1.0  # fewer than k failures: every k-subset passes
+    for n in range(1, 9):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                assert pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k))
+    with pytest.raises(ValueError, match=r"n=2, c=3, k=1"):
+        pass_at_k(2, 3, 1)
+    with pytest.raises(ValueError, match=r"n=2, c=1, k=3"):
+        pass_at_k(2, 1, 3)
+
+
+def test_k_values():
+    assert [k_values(n) for n in (1, 2, 3, 4, 6, 8)] == [[1], [1, 2], [1, 2, 3], [1, 2, 4], [1, 2, 4, 6], [1, 2, 4, 8]]
+
+
+def rollout(reward: float, masks: list[list[bool]], truncated: bool = False, error: str | None = None) -> Rollout:
+    turns = [Turn([1], [2] * len(m), [0.0] * len(m), m, 1.0, 0, "stop") for m in masks]
+    return Rollout(0, "e", [], [], turns, reward, {"fn": reward * 2}, truncated, error)
+
+
+def test_group_metrics_on_hand_made_rollouts():
+    groups = [
+        [rollout(1.0, [[True] * 4]), rollout(0.0, [[True] * 6], truncated=True), rollout(0.5, [[True, False, True]])],
+        [rollout(0.0, [[True] * 2, [False, True]]), rollout(0.0, [], error="boom"), rollout(0.0, [[True]])],
+    ]
+    m = group_metrics(groups, pass_threshold=1.0)
+    assert m["avg@3"] == pytest.approx(1.5 / 6)
+    assert m["pass@1"] == pytest.approx((1 / 3 + 0) / 2)
+    assert m["pass@2"] == pytest.approx((2 / 3 + 0) / 2)
+    assert m["pass@3"] == pytest.approx(0.5)
+    assert m["completion_len"] == pytest.approx((4 + 6 + 2 + 3 + 0 + 1) / 6)  # model tokens only
+    assert m["truncated"] == pytest.approx(1 / 6)
+    assert m["errored"] == pytest.approx(1 / 6)
+    assert m["num_examples"] == 2.0
+    assert m["reward/fn"] == pytest.approx(3.0 / 6)
+    assert group_metrics(groups, pass_threshold=0.5)["pass@1"] == pytest.approx((2 / 3) / 2)
+    with pytest.raises(ValueError, match=r"groups have different sizes: \[2, 3\]"):
+        group_metrics([groups[0], groups[1][:2]])
+
+
+class ScriptedClient:
+    """Answers example `i` of a prompt with the scripted replies for that prompt, in order."""
+
+    def __init__(self, replies: dict[str, list[str]]):
+        self.replies = {k: list(v) for k, v in replies.items()}
+
+    async def chat(self, messages, sampling, n=1):
+        texts = [self.replies[messages[-1]["content"]].pop(0) for _ in range(n)]
+        finish = "length" if sampling.max_tokens == 1 else "stop"
+        return [Completion(t, [1, 2], [3] * len(t), [0.0] * len(t), finish, 7) for t in texts]
+
+
+def exact(completion, answer) -> float:
+    return float(completion[-1]["content"] == answer)
+
+
+def env_with(prompts: list[str], answers: list[str], eval_split: bool = True) -> SingleTurnEnv:
+    examples = [Example(i, [{"role": "user", "content": p}], a) for i, (p, a) in enumerate(zip(prompts, answers))]
+    return SingleTurnEnv("x", examples, Rubric([exact]), examples if eval_split else [])
+
+
+def test_evaluate_runs_every_env_eval_split_with_k_samples():
+    envs = {"a": env_with(["p1", "p2", "p3"], ["y", "y", "y"]), "b": env_with(["q1"], ["zz"])}
+    client = ScriptedClient({"p1": ["y", "n"], "p2": ["n", "n"], "p3": ["unused"], "q1": ["zz", "zz"]})
+    out = asyncio.run(evaluate(envs, client, {"a": 2, "b": None}, 2, SamplingArgs(max_tokens=5), max_concurrent=1))
+    assert out == {
+        "a/avg@2": 0.25,
+        "a/pass@1": 0.25,
+        "a/pass@2": 0.5,
+        "a/completion_len": 1.0,
+        "a/truncated": 0.0,
+        "a/errored": 0.0,
+        "a/num_examples": 2.0,
+        "a/reward/exact": 0.25,
+        "b/avg@2": 1.0,
+        "b/pass@1": 1.0,
+        "b/pass@2": 1.0,
+        "b/completion_len": 2.0,
+        "b/truncated": 0.0,
+        "b/errored": 0.0,
+        "b/num_examples": 1.0,
+        "b/reward/exact": 1.0,
+    }
+    truncated = asyncio.run(
+        evaluate({"b": env_with(["q1"], ["z"])}, ScriptedClient({"q1": ["z"]}), None, 1, SamplingArgs(max_tokens=1))
+    )
+    assert truncated["b/truncated"] == 1.0 and truncated["b/avg@1"] == 1.0
+    with pytest.raises(ValueError, match="environment `c` has no eval split"):
+        asyncio.run(evaluate({"c": env_with(["p"], ["y"], eval_split=False)}, client, None, 1, SamplingArgs()))
+
+
+def test_policy_targets_and_config_checks(tmp_path: Path):
+    for step, stable in ((1, True), (3, True), (5, False)):
+        d = tmp_path / "run" / "weights" / f"step_{step}"
+        d.mkdir(parents=True)
+        if stable:
+            (d / "STABLE").touch()
+    run = tmp_path / "run"
+    assert policy_targets(EvalConfig()) == [("base", None)]
+    config = EvalConfig(weights_dir=run)
+    assert policy_targets(config) == [
+        ("base", None),
+        ("step_1", run / "weights" / "step_1"),
+        ("step_3", run / "weights" / "step_3"),
+    ]
+    config = EvalConfig(weights_dir=run / "weights", eval_base=False, steps=[3])
+    assert policy_targets(config) == [("step_3", run / "weights" / "step_3")]
+    with pytest.raises(FileNotFoundError, match=r"steps \[5\] under .*run/weights \(available: \[1, 3\]\)"):
+        policy_targets(EvalConfig(weights_dir=run, steps=[1, 5]))
+    with pytest.raises(ConfigError, match=r"`steps` needs `weights_dir`"):
+        parse_config(EvalConfig, ["--steps", "[1]"])
+    with pytest.raises(ConfigError, match=r"weights_dir `.*nowhere` is not a directory"):
+        parse_config(EvalConfig, ["--weights-dir", str(tmp_path / "nowhere")])
+    with pytest.raises(ConfigError, match=r"environment names must be unique"):
+        parse_config(EvalConfig, ["--env", '[{"id": "reverse-text"}, {"id": "reverse-text"}]'])
+
+
+def test_results_table():
+    metrics = {
+        "a/avg@2": 0.25,
+        "a/pass@1": 0.25,
+        "a/pass@2": 0.5,
+        "a/completion_len": 3.5,
+        "a/truncated": 0.5,
+        "a/errored": 0.0,
+    }
+    table = results_table({"base": {"metrics": metrics}, "step_10": {"metrics": metrics}}, ["a"], 2)
+    assert table.splitlines() == [
+        "policy  | env |  avg@2 | pass@1 | pass@2 | len | truncated | errored",
+        "--------+-----+--------+--------+--------+-----+-----------+--------",
+        "base    | a   | 0.2500 | 0.2500 | 0.5000 | 3.5 |      0.50 |    0.00",
+        "step_10 | a   | 0.2500 | 0.2500 | 0.5000 | 3.5 |      0.50 |    0.00",
+    ]
