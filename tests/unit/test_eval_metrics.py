@@ -80,7 +80,9 @@ def exact(completion, answer) -> float:
 
 
 def env_with(prompts: list[str], answers: list[str], eval_split: bool = True) -> SingleTurnEnv:
-    examples = [Example(i, [{"role": "user", "content": p}], a) for i, (p, a) in enumerate(zip(prompts, answers))]
+    examples = [
+        Example(i, [{"role": "user", "content": p}], a) for i, (p, a) in enumerate(zip(prompts, answers, strict=True))
+    ]
     return SingleTurnEnv("x", examples, Rubric([exact]), examples if eval_split else [])
 
 
