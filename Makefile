@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/rl @ examples/oneword/rl.toml
+	$(VENV)/bin/rl @ examples/one_word/rl.toml && $(VENV)/bin/plot --output-dir outputs/one_word
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not slow" tests

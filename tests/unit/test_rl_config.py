@@ -1,4 +1,5 @@
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,8 @@ from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.rl import write_configs
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.utils.config import ConfigError, parse_config
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _write(tmp_path, text: str):
@@ -131,3 +134,21 @@ def test_progress_line(tmp_path):
     line = progress.line()
     assert "trained 1/4" in line and "rollouts step 1" in line and "reward 0.2500" in line and "loss 0.5" in line
     assert format_eta(75) == "1m15s" and format_eta(None) == "?"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*/rl.toml")), ids=lambda p: p.parent.name)
+def test_example_configs_parse(path):
+    config = parse_config(RLConfig, ["@", str(path)])
+    assert config.trainer.max_steps == config.orchestrator.max_steps
+
+
+def test_rl_bad_import_path_exits_2_before_starting(tmp_path, capsys):
+    from prime_rl.rl import main
+
+    argv = ["--output-dir", str(tmp_path / "out"), "--trainer.loss.type", "custom",
+            "--trainer.loss.import-path", "json.no_such_loss"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "import_path `json.no_such_loss`: module `json` has no attribute `no_such_loss`" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
