@@ -17,6 +17,8 @@ from prime_rl.eval.report import results_table
 from prime_rl.eval.server import policy_targets
 from prime_rl.utils.config import ConfigError, parse_config
 
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
 
 def test_pass_at_k_pinned_and_equal_to_the_binomial_formula():
     assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
@@ -136,10 +138,16 @@ def test_policy_targets_and_config_checks(tmp_path: Path):
         policy_targets(EvalConfig(weights_dir=run, steps=[1, 5]))
     with pytest.raises(ConfigError, match=r"`steps` needs `weights_dir`"):
         parse_config(EvalConfig, ["--steps", "[1]"])
-    with pytest.raises(ConfigError, match=r"weights_dir `.*nowhere` is not a directory"):
-        parse_config(EvalConfig, ["--weights-dir", str(tmp_path / "nowhere")])
+    with pytest.raises(FileNotFoundError, match=r"weights_dir `.*nowhere` is not a directory"):
+        policy_targets(parse_config(EvalConfig, ["--weights-dir", str(tmp_path / "nowhere")]))
     with pytest.raises(ConfigError, match=r"environment names must be unique"):
         parse_config(EvalConfig, ["--env", '[{"id": "reverse-text"}, {"id": "reverse-text"}]'])
+
+
+def test_shipped_eval_config_parses():
+    config = parse_config(EvalConfig, ["@", str(EXAMPLES / "reverse_text" / "eval.toml")])
+    assert config.weights_dir == Path("outputs/reverse_text/sft") and config.env[0].id == "reverse-text"
+    assert config.rollouts_per_example == 2 and config.sampling.max_tokens == 48
 
 
 def test_results_table():

@@ -114,6 +114,20 @@ def test_dataset_batches_depend_only_on_seed_and_step():
     assert data.get_batch(0)[0].completion_mask == [False, True]
 
 
+def test_shipped_sft_configs_parse():
+    paths = sorted((Path(__file__).parents[2] / "examples").glob("*/sft.toml"))
+    assert paths
+    for path in paths:
+        config = parse_config(SFTConfig, ["@", str(path)])
+        assert config.max_steps >= 1
+
+
+def test_reverse_text_example_uses_the_answer_tags():
+    path = Path(__file__).parents[2] / "examples" / "reverse_text" / "sft.toml"
+    config = parse_config(SFTConfig, ["@", str(path)])
+    assert config.data.id == "reverse-text" and config.data.completion_format == "<answer>{answer}</answer>"
+
+
 def test_config_errors_name_the_key(tmp_path: Path):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n")

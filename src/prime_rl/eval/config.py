@@ -110,6 +110,4 @@ class EvalConfig(BaseSettingsConfig):
             raise ValueError(f"environment names must be unique (set `name` on repeated ids): {names}")
         if self.steps is not None and self.weights_dir is None:
             raise ValueError("`steps` needs `weights_dir`")
-        if self.weights_dir is not None and not self.weights_dir.is_dir():
-            raise ValueError(f"weights_dir `{self.weights_dir}` is not a directory")
         return self

@@ -26,6 +26,8 @@ def policy_targets(config: EvalConfig) -> list[tuple[str, Path | None]]:
         targets.append(("base", None))
     if config.weights_dir is None:
         return targets
+    if not config.weights_dir.is_dir():
+        raise FileNotFoundError(f"weights_dir `{config.weights_dir}` is not a directory")
     root = weights_root(config.weights_dir)
     available = step_dirs(root)
     steps = sorted(available) if config.steps is None else config.steps
