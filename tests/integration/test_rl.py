@@ -1,9 +1,12 @@
 """`rl` end to end on a tiny random model: three real processes, custom loss and advantage by import path."""
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +112,23 @@ def test_rl_failing_process_stops_all_and_exits_nonzero(tmp_path, tiny_model_dir
     assert result.returncode == 1
     assert "trainer exited with code 1; last lines of" in result.stderr
     assert "boom from exploding_loss" in result.stderr
+
+
+def test_rl_ctrl_c_stops_every_process(tmp_path, tiny_model_dir):
+    config = _config(tmp_path, tiny_model_dir, "")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "examples" / "custom_algorithms")}
+    cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(config), "--max-steps", "1000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    log = tmp_path / "out/logs/rl.log"
+    deadline = time.monotonic() + 120
+    while "started orchestrator" not in (log.read_text() if log.is_file() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    pids = [int(m) for m in re.findall(r"\(pid (\d+)\)", log.read_text())]
+    assert len(pids) == 3
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
