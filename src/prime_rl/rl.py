@@ -99,10 +99,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     from prime_rl.launcher.supervise import supervise
 
+    # Also when started with SIGINT ignored (e.g. `rl ... &` from a script): Ctrl-C / SIGINT / SIGTERM stop the run.
+    signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     start = time.monotonic()
     code = supervise(config, output_dir, paths, python_path)
-    print(f"rl: {'finished' if code == 0 else 'failed'} after {time.monotonic() - start:.0f}s", file=sys.stderr)
+    outcome = {0: "finished", 130: "interrupted"}.get(code, "failed")
+    print(f"rl: {outcome} after {time.monotonic() - start:.0f}s", file=sys.stderr)
     raise SystemExit(code)
 
 
