@@ -10,8 +10,8 @@ import pytest
 
 from prime_rl.environments import Completion, Example, Rubric, SingleTurnEnv
 from prime_rl.environments.base import Rollout, SamplingArgs, Turn
-from prime_rl.eval.config import EvalConfig
-from prime_rl.eval.evaluate import evaluate
+from prime_rl.eval.config import EvalConfig, OnlineEvalConfig
+from prime_rl.eval.evaluate import evaluate, online_eval
 from prime_rl.eval.metrics import group_metrics, k_values, pass_at_k
 from prime_rl.eval.report import results_table
 from prime_rl.eval.server import policy_targets
@@ -70,8 +70,10 @@ class ScriptedClient:
 
     def __init__(self, replies: dict[str, list[str]]):
         self.replies = {k: list(v) for k, v in replies.items()}
+        self.seeds: dict[str, int | None] = {}
 
     async def chat(self, messages, sampling, n=1):
+        self.seeds[messages[-1]["content"]] = sampling.seed
         texts = [self.replies[messages[-1]["content"]].pop(0) for _ in range(n)]
         finish = "length" if sampling.max_tokens == 1 else "stop"
         return [Completion(t, [1, 2], [3] * len(t), [0.0] * len(t), finish, 7) for t in texts]
@@ -116,6 +118,19 @@ def test_evaluate_runs_every_env_eval_split_with_k_samples():
     assert truncated["b/truncated"] == 1.0 and truncated["b/avg@1"] == 1.0
     with pytest.raises(ValueError, match="environment `c` has no eval split"):
         asyncio.run(evaluate({"c": env_with(["p"], ["y"], eval_split=False)}, client, None, 1, SamplingArgs()))
+
+
+def test_seeded_sampling_differs_per_example_and_online_eval_prefixes_keys():
+    envs = {"a": env_with(["p1", "p2"], ["y", "y"])}
+    client = ScriptedClient({"p1": ["y"], "p2": ["n"]})
+    asyncio.run(evaluate(envs, client, None, 1, SamplingArgs(seed=10)))
+    assert client.seeds == {"p1": 10, "p2": 11}  # seed + example_id
+
+    config = OnlineEvalConfig(interval=5, env=[{"id": "x", "name": "a", "num_examples": 1}], rollouts_per_example=2)
+    client = ScriptedClient({"p1": ["y", "n"]})
+    out = asyncio.run(online_eval(config, envs, client, seed=3))
+    assert out["eval/a/avg@2"] == 0.5 and out["eval/a/pass@2"] == 1.0 and out["eval/a/num_examples"] == 1.0
+    assert all(key.startswith("eval/a/") for key in out) and client.seeds == {"p1": 3}
 
 
 def test_policy_targets_and_config_checks(tmp_path: Path):

@@ -143,3 +143,26 @@ def test_config_errors_name_the_key(tmp_path: Path):
         parse_config(SFTConfig, ["--data.type", "environment", "--data.completion-format", "x"])
     with pytest.raises(ConfigError, match=r"warmup_steps \(5\) exceeds max_steps \(3\)"):
         parse_config(SFTConfig, ["--data.path", str(data), "--max-steps", "3", "--scheduler.warmup-steps", "5"])
+
+
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path: Path, capsys):
+    from prime_rl.trainer.sft.train import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "a", "completion": "b"}\n{"text": 1}\n')
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data.path", str(data), "--output-dir", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"sft: error: data: {data}:2: needs `messages` or both `prompt` and `completion` (keys: ['text'])"
+    data.write_text('{"prompt": "a", "completion": "b"}\n')
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data.path", str(data), "--output-dir", str(out), "--ckpt.resume-step", "-1"])
+    assert exit_info.value.code == 2
+    assert "ckpt.resume_step = -1 but no complete checkpoint under" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data.type", "environment", "--data.id", "no-such-env", "--output-dir", str(out)])
+    assert exit_info.value.code == 2
+    assert "sft: error: environment `no-such-env` is not a built-in" in capsys.readouterr().err
+    assert not out.exists()

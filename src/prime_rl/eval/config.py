@@ -34,6 +34,32 @@ class EvalEnvConfig(BaseConfig):
     """Examples of this environment's eval split (default: the top-level `num_examples`)."""
 
 
+class OnlineEvalConfig(BaseConfig):
+    """Periodic evaluation during `rl` (`[orchestrator.eval]`): the served policy on eval splits, as `eval/...`."""
+
+    interval: int = Field(10, ge=1)
+    """Evaluate every this many steps (and after the last step)."""
+    env: list[EvalEnvConfig] = Field(default_factory=lambda: [EvalEnvConfig()], min_length=1)
+    """Environments (`[[orchestrator.eval.env]]` tables)."""
+    num_examples: int | None = Field(None, ge=1)
+    """Examples per environment, the first ones of its eval split (None: the whole split)."""
+    rollouts_per_example: int = Field(1, ge=1)
+    """Samples per example (`n` of avg@n and pass@k)."""
+    pass_threshold: float = 1.0
+    """A rollout passes (for pass@k) when its reward is at least this."""
+    sampling: SamplingConfig = SamplingConfig()
+    """Sampling parameters of the eval requests."""
+    max_concurrent: int = Field(32, ge=1)
+    """Examples in flight at once."""
+
+    @model_validator(mode="after")
+    def _check(self) -> OnlineEvalConfig:
+        names = [e.name or e.id for e in self.env]
+        if len(set(names)) != len(names):
+            raise ValueError(f"environment names must be unique (set `name` on repeated ids): {names}")
+        return self
+
+
 class EvalClientConfig(BaseConfig):
     """The inference server: an already running one (`base_url`) or one that `eval` starts itself."""
 

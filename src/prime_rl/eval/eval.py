@@ -9,25 +9,27 @@ from __future__ import annotations
 from typing import Any
 
 from prime_rl.eval.config import EvalConfig
-from prime_rl.utils.config import cli
+from prime_rl.utils.config import ConfigError, cli
 
 
 def setup_environments(config: EvalConfig) -> dict[str, Any]:
-    """`{name: environment}` in config order; multi-turn environments get the model's tokenizer."""
+    """`{name: environment}` in config order, each with a non-empty eval split; multi-turn environments get the
+    model's tokenizer. Raises ConfigError naming the model or environment."""
     from transformers import AutoTokenizer
 
-    from prime_rl.environments import load_environment
+    from prime_rl.eval.evaluate import eval_examples, load_eval_environments
     from prime_rl.utils.models import resolve_model_path
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.model.name))
-    envs = {}
-    for env_config in config.env:
-        env = load_environment(env_config.id, **env_config.args)
-        env.setup(tokenizer)
-        name = env_config.name or env.name
-        if name in envs:
-            raise ValueError(f"two environments are named `{name}`: set `name` in [[env]]")
-        envs[name] = env
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.model.name))
+    except OSError as e:
+        raise ConfigError(f"model.name `{config.model.name}`: cannot load a tokenizer: {e}") from e
+    envs = load_eval_environments(config.env, tokenizer)
+    for name, env in envs.items():
+        try:
+            eval_examples(env, name, None)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
     return envs
 
 
@@ -97,8 +99,6 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     import sys
-
-    from prime_rl.utils.config import ConfigError
 
     config = cli(EvalConfig, "eval", argv)
     try:

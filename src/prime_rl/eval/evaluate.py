@@ -6,10 +6,29 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from typing import Any
 
 from prime_rl.environments.base import Environment, Example, Rollout, SamplingArgs
 from prime_rl.environments.client import SamplingClient
+from prime_rl.eval.config import EvalEnvConfig, OnlineEvalConfig
 from prime_rl.eval.metrics import group_metrics
+from prime_rl.utils.config import ConfigError
+
+
+def load_eval_environments(env_configs: list[EvalEnvConfig], tokenizer: Any) -> dict[str, Environment]:
+    """`{name: environment}` in config order (name: the table's `name`, else the environment's own name)."""
+    from prime_rl.environments import load_environment
+
+    envs = {}
+    for env_config in env_configs:
+        env = load_environment(env_config.id, **env_config.args)
+        env.setup(tokenizer)
+        name = env_config.name or env.name
+        if name in envs:
+            raise ConfigError(f"two eval environments are named `{name}`: set `name` in the [[env]] table")
+        envs[name] = env
+    return envs
 
 
 def eval_examples(env: Environment, name: str, num_examples: int | None) -> list[Example]:
@@ -28,11 +47,17 @@ async def run_groups(
     sampling: SamplingArgs,
     semaphore: asyncio.Semaphore,
 ) -> list[list[Rollout]]:
-    """One scored group of `k` rollouts per example, in example order (rollout errors are inside the rollouts)."""
+    """One scored group of `k` rollouts per example, in example order (rollout errors are inside the rollouts).
+    A seeded `sampling` gets `seed + example_id` per example, so examples do not share one random stream."""
 
     async def one(example: Example) -> list[Rollout]:
+        seeded = (
+            sampling
+            if sampling.seed is None
+            else dataclasses.replace(sampling, seed=sampling.seed + example.example_id)
+        )
         async with semaphore:
-            return await env.run_group(client, example, sampling, k)
+            return await env.run_group(client, example, seeded, k)
 
     return list(await asyncio.gather(*(one(ex) for ex in examples)))
 
@@ -59,3 +84,16 @@ async def evaluate(
     for name, env_groups in zip(envs, groups, strict=True):
         out |= {f"{name}/{key}": value for key, value in group_metrics(env_groups, pass_threshold).items()}
     return out
+
+
+async def online_eval(
+    config: OnlineEvalConfig, envs: dict[str, Environment], client: SamplingClient, seed: int | None = None
+) -> dict[str, float]:
+    """`evaluate` as configured by `[orchestrator.eval]`, with every key prefixed `eval/` for the metrics log."""
+    s = config.sampling
+    sampling = SamplingArgs(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=s.stop, seed=seed)
+    limits = {name: c.num_examples or config.num_examples for name, c in zip(envs, config.env, strict=True)}
+    metrics = await evaluate(
+        envs, client, limits, config.rollouts_per_example, sampling, config.max_concurrent, config.pass_threshold
+    )
+    return {f"eval/{key}": value for key, value in metrics.items()}

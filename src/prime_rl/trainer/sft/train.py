@@ -8,18 +8,40 @@ from __future__ import annotations
 import time
 
 from prime_rl.trainer.sft.config import SFTConfig
-from prime_rl.utils.config import cli
+from prime_rl.utils.config import ConfigError, cli
+
+
+def setup_inputs(config: SFTConfig):
+    """Tokenizer, tokenized data and the resume step; raises ConfigError naming the model, data file or checkpoint."""
+    from prime_rl.trainer.ckpt import resolve_resume_step
+    from prime_rl.trainer.model import setup_tokenizer
+    from prime_rl.trainer.sft.data import setup_dataset
+
+    try:
+        tokenizer = setup_tokenizer(config.model)
+    except OSError as e:
+        raise ConfigError(f"model.name `{config.model.name}`: cannot load a tokenizer: {e}") from e
+    try:
+        data = setup_dataset(config.data, tokenizer, config.batch_size, config.seed, config.shuffle)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"data: {e}") from e
+    step = 0
+    if config.ckpt.resume_step is not None:
+        try:
+            step = resolve_resume_step(config.output_dir, config.ckpt.resume_step)
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from e
+    return tokenizer, data, step
 
 
 def train(config: SFTConfig) -> None:
     import torch
 
-    from prime_rl.trainer.ckpt import load_checkpoint, prune_checkpoints, resolve_resume_step, save_checkpoint
-    from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
+    from prime_rl.trainer.ckpt import load_checkpoint, prune_checkpoints, save_checkpoint
+    from prime_rl.trainer.model import model_device, setup_model
     from prime_rl.trainer.optim import setup_optimizer
     from prime_rl.trainer.packing import pack_samples
     from prime_rl.trainer.scheduler import setup_scheduler
-    from prime_rl.trainer.sft.data import setup_dataset
     from prime_rl.trainer.sft.report import log_sft_step
     from prime_rl.trainer.sft.step import sft_step
     from prime_rl.utils.device import set_num_threads
@@ -28,20 +50,18 @@ def train(config: SFTConfig) -> None:
     from prime_rl.weights.export import export_hf
 
     out = config.output_dir
-    logger = setup_logger("sft", config.log.level, out / "logs" / "sft.log" if config.log.file else None)
+    logger = setup_logger("sft", config.log.level)  # console only: nothing is written before the inputs check out
     set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
-    tokenizer = setup_tokenizer(config.model)
-    data = setup_dataset(config.data, tokenizer, config.batch_size, config.seed, config.shuffle)
+    tokenizer, data, step = setup_inputs(config)
+    if config.log.file:
+        logger = setup_logger("sft", config.log.level, out / "logs" / "sft.log")
     logger.info(f"SFT data: {len(data.samples)} conversations, {config.batch_size} per step")
     model = setup_model(config.model)
     optimizer = setup_optimizer(config.optim, model)
     scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
     metrics = MetricsWriter(out / "metrics" / "sft.jsonl")
-
-    step = 0
-    if config.ckpt.resume_step is not None:
-        step = resolve_resume_step(out, config.ckpt.resume_step)
+    if step > 0:
         load_checkpoint(out, step, model, optimizer, scheduler)
 
     logger.info(f"Training from step {step} to {config.max_steps} (output_dir {out})")
@@ -72,7 +92,14 @@ def train(config: SFTConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(cli(SFTConfig, "sft", argv))
+    import sys
+
+    config = cli(SFTConfig, "sft", argv)
+    try:
+        train(config)
+    except ConfigError as e:
+        print(f"sft: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
