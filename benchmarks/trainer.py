@@ -1,9 +1,10 @@
 """Trainer throughput: one full RL step (packing, logprobs, default loss, backward, AdamW) vs a plain transformers loop.
 
 Both sides see the same tokens: `--samples` samples of `--sample-len` tokens, in micro-batches of `--micro-tokens`
-tokens (ours: packed rows; baseline: `micro_tokens // sample_len` padded-free rows of the same samples). The baseline
+tokens (ours: packed rows; baseline: `micro_tokens // sample_len` unpadded rows of the same samples). The baseline
 is `model(input_ids, labels=input_ids).loss.backward()` per micro-batch, then `AdamW.step()`. Each side runs in its
-own subprocess (so peak RSS is its own), one warm-up step, then `--steps` timed steps; the median is reported.
+own subprocess (so peak RSS is its own), one warm-up step, then `--steps` timed steps; sides alternate for
+`--rounds` rounds and the median step time of each side is reported.
 Weight broadcast is not part of the timed step.
 
     .venv/bin/python benchmarks/trainer.py                      # 64 x 256 tokens (slow on 2 CPU cores)
@@ -99,18 +100,23 @@ def child(args) -> None:
 
 
 def parent(args) -> None:
-    results = {}
-    for side in ("baseline", "ours"):
-        cmd = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            sys.exit(f"{side} run failed:\n{proc.stderr[-3000:]}")
-        results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
+    # Sides alternate over rounds so that load from other processes on the machine hits both alike.
+    times: dict[str, list[float]] = {"baseline": [], "ours": []}
+    rss: dict[str, float] = {"baseline": 0.0, "ours": 0.0}
+    for _ in range(args.rounds):
+        for side in ("baseline", "ours"):
+            cmd = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                sys.exit(f"{side} run failed:\n{proc.stderr[-3000:]}")
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            times[side] += result["times"]
+            rss[side] = max(rss[side], result["peak_rss_gib"])
     tokens = args.samples * args.sample_len
-    tps = {side: tokens / statistics.median(r["times"]) for side, r in results.items()}
-    for side, r in results.items():
-        steps = ", ".join(f"{t:.2f}" for t in r["times"])
-        print(f"{side:8s}: step times [{steps}] s, {tps[side]:.1f} tokens/s, peak RSS {r['peak_rss_gib']:.2f} GiB")
+    tps = {side: tokens / statistics.median(t) for side, t in times.items()}
+    for side, t in times.items():
+        steps = ", ".join(f"{x:.2f}" for x in t)
+        print(f"{side:8s}: step times [{steps}] s, median {tps[side]:.1f} tokens/s, peak RSS {rss[side]:.2f} GiB")
     ratio = tps["ours"] / tps["baseline"]
     ours, base = tps["ours"], tps["baseline"]
     print(f"trainer_step_throughput: {ours:.1f} tokens/s (baseline: {base:.1f} tokens/s, ratio: {ratio:.2f}x)")
@@ -122,7 +128,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=64, help="samples per step")
     parser.add_argument("--sample-len", type=int, default=256, help="tokens per sample")
     parser.add_argument("--micro-tokens", type=int, default=2048, help="tokens per micro-batch (trainer seq_len)")
-    parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step, per round")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating baseline/ours subprocess rounds")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--attn", default="varlen", help="our attention implementation")
     parser.add_argument("--side", choices=["ours", "baseline"], help=argparse.SUPPRESS)

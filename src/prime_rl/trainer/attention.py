@@ -17,9 +17,7 @@ from transformers import AttentionInterface
 VARLEN = "varlen"
 
 
-def _boundaries(cu_seq_lens: Tensor | None, total: int) -> list[int]:
-    if cu_seq_lens is None:
-        return [0, total]
+def _boundaries(cu_seq_lens: Tensor, total: int) -> list[int]:
     bounds = [int(b) for b in cu_seq_lens.tolist()]
     if bounds[0] != 0 or bounds[-1] != total:
         raise ValueError(f"cu_seq_lens_q {bounds} does not cover the {total} packed tokens")
@@ -38,11 +36,17 @@ def varlen_sdpa_forward(
     **kwargs,
 ) -> tuple[Tensor, None]:
     """query/key/value: [1, heads, T, head_dim] (packed). Returns [1, T, heads, head_dim] like transformers' sdpa."""
-    if query.shape[0] != 1 and cu_seq_lens_q is not None:
+    gqa = query.shape[1] != key.shape[1]
+    if cu_seq_lens_q is None:
+        # Not packed (e.g. a plain `model(input_ids)` call): ordinary causal attention over each row.
+        out = scaled_dot_product_attention(
+            query, key, value, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa
+        )
+        return out.transpose(1, 2).contiguous(), None
+    if query.shape[0] != 1:
         raise ValueError(f"varlen attention packs samples into one row, got a batch of {query.shape[0]}")
     bounds = _boundaries(cu_seq_lens_q, query.shape[2])
     lengths = [e - s for s, e in itertools.pairwise(bounds)]
-    gqa = query.shape[1] != key.shape[1]
     if len(set(lengths)) == 1:
         # Equal lengths: one batched call over the samples instead of a loop.
         n, length = len(lengths), lengths[0]
