@@ -137,3 +137,36 @@ def test_unreachable_server_fails_with_its_url(tmp_path):
     )
     with pytest.raises(Exception, match=r"inference server http://127.0.0.1:9 not healthy"):
         asyncio.run(run(config))
+
+
+def test_resume_continues_the_example_sequence(tmp_path):
+    """A run checkpointed at step 2 and resumed produces the batches an uninterrupted run produces (same examples)."""
+    with FakeServer() as server:
+        full = _run(tmp_path / "full", server.port, 0, max_steps=4)
+        _run(tmp_path / "cut", server.port, 0, max_steps=2, ckpt={"interval": 1})
+        assert (tmp_path / "cut/checkpoints/step_2/orchestrator/STABLE").is_file()
+        resumed = _run_from(tmp_path / "cut", server.port, start=2, max_steps=4)
+    assert [b.step for b in resumed] == [2, 3]
+    for a, b in zip(full[2:], resumed, strict=True):
+        assert [s.example_id for s in a.samples] == [s.example_id for s in b.samples]
+
+
+def _run_from(output_dir, port, start, max_steps):
+    config = OrchestratorConfig(
+        output_dir=output_dir, max_steps=max_steps, max_async_level=0, batch_size=6, rollouts_per_example=3,
+        client={"base_url": [f"http://127.0.0.1:{port}/v1"], "retries": 0}, ckpt={"resume_step": start},
+    )  # fmt: skip
+    seen = []
+
+    def trainer():
+        receiver = FileSystemReceiver(output_dir, poll_interval=0.01)
+        for step in range(start, max_steps):
+            seen.append(receiver.receive(step, timeout=30))
+            with stable_dir(output_dir / "broadcasts" / f"step_{step + 1}") as tmp:
+                (tmp / "model.safetensors").write_bytes(b"")
+
+    thread = threading.Thread(target=trainer, daemon=True)
+    thread.start()
+    asyncio.run(run(config))
+    thread.join(30)
+    return seen

@@ -1,0 +1,35 @@
+import pytest
+
+from prime_rl.orchestrator.ckpt import (
+    complete_ckpt_steps,
+    load_ckpt,
+    orchestrator_ckpt_dir,
+    resolve_resume_step,
+    save_ckpt,
+)
+
+
+def test_save_load_and_resolve(tmp_path):
+    save_ckpt(tmp_path, 2, {"buffer": {"x": 1}})
+    save_ckpt(tmp_path, 4, {"buffer": {"x": 2}})
+    (tmp_path / "checkpoints" / "step_6" / "orchestrator").mkdir(parents=True)  # killed mid-write: no STABLE
+    assert complete_ckpt_steps(tmp_path) == [2, 4]
+    assert resolve_resume_step(tmp_path, None) is None
+    assert resolve_resume_step(tmp_path, -1) == 4
+    assert resolve_resume_step(tmp_path, 2) == 2
+    assert load_ckpt(tmp_path, 2) == {"buffer": {"x": 1}, "step": 2}
+    with pytest.raises(FileNotFoundError, match=r"step_6/orchestrator .*\(complete: \[2, 4\]\)"):
+        resolve_resume_step(tmp_path, 6)
+    with pytest.raises(FileNotFoundError, match="missing or incomplete"):
+        load_ckpt(tmp_path, 6)
+
+
+def test_latest_of_nothing_is_a_fresh_start(tmp_path):
+    assert resolve_resume_step(tmp_path, -1) is None
+
+
+def test_keep_last_prunes_older_checkpoints(tmp_path):
+    for step in (1, 2, 3):
+        save_ckpt(tmp_path, step, {}, keep_last=2)
+    assert complete_ckpt_steps(tmp_path) == [2, 3]
+    assert not orchestrator_ckpt_dir(tmp_path, 1).exists()
