@@ -37,20 +37,14 @@ async def evaluate_policies(config: EvalConfig, envs: dict, base_url: str) -> di
     """Serves each policy target in turn and evaluates it: `{label: {policy_step, weight_dir, metrics}}`."""
     import httpx
 
-    from prime_rl.environments.base import SamplingArgs
     from prime_rl.environments.client import SamplingClient
-    from prime_rl.eval.evaluate import evaluate
+    from prime_rl.eval.evaluate import evaluate, example_limits, sampling_args
     from prime_rl.eval.server import load_policy, policy_targets
     from prime_rl.utils.logger import get_logger
 
     logger = get_logger("eval")
-    s = config.sampling
-    sampling = SamplingArgs(
-        temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=s.stop, seed=config.seed
-    )
-    limits = {
-        name: env_config.num_examples or config.num_examples for name, env_config in zip(envs, config.env, strict=True)
-    }
+    sampling = sampling_args(config.sampling, config.seed)
+    limits = example_limits(config.env, list(envs), config.num_examples)
     c = config.client
     client = SamplingClient([base_url], config.model.name, c.api_key, c.timeout, max_retries=c.retries)
     headers = {"Authorization": f"Bearer {c.api_key}"} if c.api_key else {}

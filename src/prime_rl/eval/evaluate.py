@@ -13,6 +13,7 @@ from prime_rl.environments.base import Environment, Example, Rollout, SamplingAr
 from prime_rl.environments.client import SamplingClient
 from prime_rl.eval.config import EvalEnvConfig, OnlineEvalConfig
 from prime_rl.eval.metrics import group_metrics
+from prime_rl.orchestrator.config import SamplingConfig
 from prime_rl.utils.config import ConfigError
 
 
@@ -29,6 +30,17 @@ def load_eval_environments(env_configs: list[EvalEnvConfig], tokenizer: Any) -> 
             raise ConfigError(f"two eval environments are named `{name}`: set `name` in the [[env]] table")
         envs[name] = env
     return envs
+
+
+def sampling_args(config: SamplingConfig, seed: int | None) -> SamplingArgs:
+    return SamplingArgs(
+        temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens, stop=config.stop, seed=seed
+    )
+
+
+def example_limits(env_configs: list[EvalEnvConfig], names: list[str], default: int | None) -> dict[str, int | None]:
+    """`{env name: num_examples}`: a table's own `num_examples`, else the default."""
+    return {name: c.num_examples or default for name, c in zip(names, env_configs, strict=True)}
 
 
 def eval_examples(env: Environment, name: str, num_examples: int | None) -> list[Example]:
@@ -90,10 +102,13 @@ async def online_eval(
     config: OnlineEvalConfig, envs: dict[str, Environment], client: SamplingClient, seed: int | None = None
 ) -> dict[str, float]:
     """`evaluate` as configured by `[orchestrator.eval]`, with every key prefixed `eval/` for the metrics log."""
-    s = config.sampling
-    sampling = SamplingArgs(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=s.stop, seed=seed)
-    limits = {name: c.num_examples or config.num_examples for name, c in zip(envs, config.env, strict=True)}
     metrics = await evaluate(
-        envs, client, limits, config.rollouts_per_example, sampling, config.max_concurrent, config.pass_threshold
+        envs,
+        client,
+        example_limits(config.env, list(envs), config.num_examples),
+        config.rollouts_per_example,
+        sampling_args(config.sampling, seed),
+        config.max_concurrent,
+        config.pass_threshold,
     )
     return {f"eval/{key}": value for key, value in metrics.items()}
