@@ -24,8 +24,19 @@ def test_save_load_and_resolve(tmp_path):
         load_ckpt(tmp_path, 6)
 
 
-def test_latest_of_nothing_is_a_fresh_start(tmp_path):
-    assert resolve_resume_step(tmp_path, -1) is None
+def test_latest_without_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no complete orchestrator checkpoint"):
+        resolve_resume_step(tmp_path, -1)
+
+
+def test_latest_follows_the_trainer(tmp_path):
+    for step in (5, 10):
+        save_ckpt(tmp_path, step, {})
+    # the orchestrator runs ahead: it saved step 10 before the trainer finished step 9
+    trainer = tmp_path / "checkpoints" / "step_5" / "trainer"
+    trainer.mkdir()
+    (trainer / "STABLE").touch()
+    assert resolve_resume_step(tmp_path, -1) == 5
 
 
 def test_keep_last_prunes_older_checkpoints(tmp_path):

@@ -25,13 +25,29 @@ def complete_ckpt_steps(output_dir: Path) -> list[int]:
     return [step for step, path in roots.items() if is_stable(path / "orchestrator")]
 
 
+def trainer_ckpt_steps(output_dir: Path) -> list[int]:
+    """Steps with a complete trainer checkpoint in the same run directory (`checkpoints/step_N/trainer/STABLE`)."""
+    roots = step_dirs(Path(output_dir) / "checkpoints", stable_only=False)
+    return [step for step, path in roots.items() if is_stable(path / "trainer")]
+
+
 def resolve_resume_step(output_dir: Path, resume_step: int | None) -> int | None:
-    """None → fresh start; -1 → the latest complete checkpoint (None if there is none); N → N, which must exist."""
+    """None → fresh start; N → N, which must exist; -1 → the latest complete checkpoint, and when the trainer
+    checkpoints into the same directory, the latest step both have: the trainer's consumed steps decide."""
     if resume_step is None:
         return None
     steps = complete_ckpt_steps(output_dir)
     if resume_step == -1:
-        return steps[-1] if steps else None
+        trainer_steps = trainer_ckpt_steps(output_dir)
+        if trainer_steps:
+            steps = [s for s in steps if s in trainer_steps]
+        if not steps:
+            root = Path(output_dir) / "checkpoints"
+            matching = f" matching the trainer's (steps {trainer_steps})" if trainer_steps else ""
+            raise FileNotFoundError(
+                f"ckpt.resume_step = -1 but no complete orchestrator checkpoint under {root}{matching}"
+            )
+        return steps[-1]
     if resume_step not in steps:
         raise FileNotFoundError(
             f"no complete orchestrator checkpoint {orchestrator_ckpt_dir(output_dir, resume_step)} "

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from prime_rl.environments.base import Environment, SamplingArgs
     from prime_rl.orchestrator.admin import InferenceAdmin
     from prime_rl.orchestrator.buffer import ExampleBuffer
+    from prime_rl.orchestrator.generate import Generation
     from prime_rl.orchestrator.scheduler import UpdateFn
+    from prime_rl.transport.base import BatchSender
 
 
 def setup_tokenizer(config: OrchestratorConfig) -> Any:
@@ -69,6 +71,27 @@ def log_step(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -
     MetricsWriter(config.output_dir / "metrics" / "orchestrator.jsonl").write(step, metrics)
 
 
+def write_batch(config: OrchestratorConfig, step: int, generation: Generation, sender: BatchSender) -> dict[str, float]:
+    """Advantages, batch assembly and the atomic write; returns the step's rollout, batch and timing metrics."""
+    from prime_rl.orchestrator.batch import assemble_batch
+    from prime_rl.orchestrator.metrics import batch_metrics, reward_metrics, rollout_metrics
+
+    start = time.perf_counter()
+    batch, stats = assemble_batch(
+        step, generation.groups, config.advantage, config.seq_len, config.filter_zero_variance
+    )
+    sender.send(batch)
+    return {
+        **reward_metrics(generation.groups),
+        **rollout_metrics(generation.groups),
+        **batch_metrics(step, batch, stats),
+        "perf/gen_tokens_per_s": generation.tokens / max(generation.wall_s, 1e-9),
+        "time/generate": generation.wall_s,
+        "time/score": generation.score_s,
+        "time/write": time.perf_counter() - start,
+    }
+
+
 def policy_loader(admin: InferenceAdmin) -> UpdateFn:
     """Policy 0 is the base model (`/reload_weights`); policy K > 0 is `broadcasts/step_K` (`/update_weights`)."""
 
@@ -85,9 +108,7 @@ async def run(config: OrchestratorConfig) -> None:
     from prime_rl.environments.client import SamplingClient
     from prime_rl.orchestrator import ckpt
     from prime_rl.orchestrator.admin import InferenceAdmin
-    from prime_rl.orchestrator.batch import assemble_batch
     from prime_rl.orchestrator.generate import ScoreTimer, generate_groups
-    from prime_rl.orchestrator.metrics import batch_metrics, reward_metrics, rollout_metrics
     from prime_rl.orchestrator.scheduler import PolicyScheduler
     from prime_rl.transport.filesystem import FileSystemSender
     from prime_rl.utils.logger import setup_logger
@@ -127,22 +148,10 @@ async def run(config: OrchestratorConfig) -> None:
             generation = await generate_groups(
                 envs, client, examples, config.rollouts_per_example, sampling, config.max_concurrent, timer
             )
-            write_start = time.perf_counter()
-            batch, stats = assemble_batch(
-                step, generation.groups, config.advantage, config.seq_len, config.filter_zero_variance
-            )
-            sender.send(batch)
-            write_s = time.perf_counter() - write_start
-            metrics = {
-                **reward_metrics(generation.groups),
-                **rollout_metrics(generation.groups),
-                **batch_metrics(step, batch, stats),
+            metrics = write_batch(config, step, generation, sender)
+            metrics |= {
                 "policy/loaded": float(scheduler.loaded),
-                "perf/gen_tokens_per_s": generation.tokens / max(generation.wall_s, 1e-9),
                 "time/wait_for_weights": waited,
-                "time/generate": generation.wall_s,
-                "time/score": generation.score_s,
-                "time/write": write_s,
                 "time/step": time.perf_counter() - step_start,
             }
             log_step(config, step, metrics)
