@@ -121,8 +121,7 @@ class OrchestratorLogConfig(BaseConfig):
 
 
 class OrchestratorConfig(BaseSettingsConfig):
-    """Orchestrator: samples examples, runs rollouts on the inference server(s), scores them, computes advantages
-    and writes one training batch per step to `output_dir/rollouts/step_N`."""
+    """Orchestrator: rollouts on the inference server(s), rewards, advantages → one batch per `rollouts/step_N`."""
 
     model: OrchestratorModelConfig = OrchestratorModelConfig()
     """The policy model."""
