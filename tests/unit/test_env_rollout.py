@@ -179,3 +179,26 @@ def test_multi_turn_without_tokenizer_is_an_errored_rollout(tokenizer):
     env = load_environment("guess-number")
     rollout = asyncio.run(env.run(FakeClient(tokenizer, []), env.dataset()[0], SamplingArgs()))
     assert "call env.setup(tokenizer) first" in rollout.error
+
+
+def test_template_that_rewrites_replies_falls_back_to_messages_and_splits(tokenizer):
+    import copy
+
+    from prime_rl.environments.multi_turn import render_env_tokens
+
+    rewriting = copy.deepcopy(tokenizer)
+    rewriting.chat_template = tokenizer.chat_template.replace("message['content']", "message['content'] | upper")
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "<answer>5</answer>"}]
+    sampled = tokenizer.encode("<answer>5</answer>", add_special_tokens=False) + [tokenizer.eos_token_id]
+    assert render_env_tokens(rewriting, messages, [{"role": "user", "content": "Higher."}], sampled) is None
+
+    env = load_environment("guess-number", max_turns=3)
+    env.setup(rewriting)
+    example = next(ex for ex in env.dataset() if ex.answer == "7")
+    client = FakeClient(rewriting, ["<answer>5</answer>", "<answer>9</answer>", "<answer>7</answer>"])
+    rollout = asyncio.run(env.run(client, example, SamplingArgs()))
+    assert [kind for kind, _ in client.requests] == ["chat", "chat", "chat"]
+    samples = rollout_to_samples(rollout)
+    assert len(samples) == 3
+    assert [s.completion_ids for s in samples] == [t.completion_ids for t in rollout.turns]
+    assert all(all(s.completion_mask) for s in samples)
