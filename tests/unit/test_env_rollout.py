@@ -189,7 +189,7 @@ def test_template_that_rewrites_replies_falls_back_to_messages_and_splits(tokeni
     rewriting = copy.deepcopy(tokenizer)
     rewriting.chat_template = tokenizer.chat_template.replace("message['content']", "message['content'] | upper")
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "<answer>5</answer>"}]
-    sampled = tokenizer.encode("<answer>5</answer>", add_special_tokens=False) + [tokenizer.eos_token_id]
+    sampled = [*tokenizer.encode("<answer>5</answer>", add_special_tokens=False), tokenizer.eos_token_id]
     assert render_env_tokens(rewriting, messages, [{"role": "user", "content": "Higher."}], sampled) is None
 
     env = load_environment("guess-number", max_turns=3)
