@@ -63,6 +63,9 @@ async def evaluate_policies(config: EvalConfig, envs: dict, base_url: str) -> di
                     config.max_concurrent,
                     config.pass_threshold,
                 )
+                for name in envs:
+                    if metrics[f"{name}/errored"] > 0:
+                        logger.warning(f"{label} {name}: {metrics[f'{name}/errored']:.0%} of the rollouts errored")
                 entry = {"policy_step": policy_step, "weight_dir": str(weight_dir) if weight_dir else None}
                 results[label] = entry | {"metrics": metrics}
         finally:

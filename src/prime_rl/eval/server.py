@@ -116,7 +116,10 @@ async def load_policy(http: httpx.AsyncClient, base_url: str, weight_dir: Path |
         url, body = f"{root}/reload_weights", None
     else:
         url, body = f"{root}/update_weights", {"weight_dir": str(weight_dir.resolve())}
-    response = await http.post(url, json=body)
+    try:
+        response = await http.post(url, json=body)
+    except httpx.TransportError as e:
+        raise RuntimeError(f"{url} ({weight_dir or 'base model'}): inference server unreachable: {e!r}") from e
     if response.status_code != 200:
         raise RuntimeError(f"{url} ({weight_dir or 'base model'}): HTTP {response.status_code}: {response.text[:500]}")
     return int(response.json()["policy_step"])

@@ -165,7 +165,8 @@ class SFTDataset:
             order = list(range(len(self.samples)))
             if self.shuffle:
                 random.Random(f"{self.seed}-{epoch}").shuffle(order)
-            self._orders = {epoch: order}
+            # Only the current and the previous epoch are kept: a batch spans at most one epoch boundary.
+            self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1} | {epoch: order}
         return self._orders[epoch]
 
     def indices(self, step: int) -> list[int]:
