@@ -213,8 +213,11 @@ class HFEngine(Engine):
                     self._step()
                 except Exception as e:
                     self.logger.exception("engine step failed; failing the requests in flight")
-                    self._fail_in_flight(e)
-        self._fail_in_flight(EngineError("the engine shut down", status=503))
+                    self._fail(self._in_flight, e)
+        with self._cond:
+            pending = list(self._pending)
+            self._pending.clear()
+        self._fail(self._in_flight + pending, EngineError("the engine shut down", status=503))
 
     def _step(self) -> None:
         self._drop_cancelled()
@@ -247,11 +250,9 @@ class HFEngine(Engine):
         self.policy_step = step
         self.logger.info(f"weights of policy step {step} loaded ({restarted} requests restarted)")
 
-    def _fail_in_flight(self, error: Exception) -> None:
-        with self._cond:
-            requests = self._in_flight + list(self._pending)
-            self._pending.clear()
+    def _fail(self, requests: list[_Request], error: Exception) -> None:
         self._in_flight, self._active = [], []
+        self.cache.release()
         for request in requests:
             request.loop.call_soon_threadsafe(_resolve, request.future, None, error)
 
@@ -270,6 +271,9 @@ class HFEngine(Engine):
         with self._cond:
             while self._pending:
                 request = self._pending[0]
+                if request.future.cancelled():
+                    self._pending.popleft()
+                    continue
                 longest = max([len(r.prompt_ids) for r in taken] + [len(request.prompt_ids)])
                 if rows + request.params.n > self.max_batch_size:
                     break
