@@ -87,7 +87,7 @@ def test_rl_three_steps_custom_loss_and_advantage(tmp_path, tiny_model_dir):
     assert [r["step"] for r in orchestrator] == [0, 1, 2] and [r["step"] for r in trainer] == [0, 1, 2]
     assert all("clip_frac/mean" in r for r in trainer)  # the custom loss's metric: it was the loss used
     assert not any("geo_seq_ratio/mean" in r for r in trainer)  # ... and not the default loss
-    assert "rubric/count/text_length" in orchestrator[0]
+    assert "rubric/count/text_length/mean" in orchestrator[0]
 
     receiver = FileSystemReceiver(out)
     policies = []

@@ -117,7 +117,7 @@ def test_metrics_lines_groups_in_order_and_advantages(tmp_path):
         seen = _run(tmp_path, server.port, 1, max_steps=2)
     records = read_metrics(tmp_path / "metrics" / "orchestrator.jsonl")
     assert [r["step"] for r in records] == [0, 1]
-    for key in ("reward/mean", "reward/reverse-text/mean", "rubric/reverse-text/lcs_reward", "error/mean",
+    for key in ("reward/mean", "reward/reverse-text/mean", "rubric/reverse-text/lcs_reward/mean", "error/mean",
                 "off_policy/max", "perf/gen_tokens_per_s", "time/wait_for_weights", "time/generate",
                 "time/score", "time/write", "completion_len/mean", "is_truncated/mean"):  # fmt: skip
         assert key in records[0], key
@@ -170,3 +170,18 @@ def _run_from(output_dir, port, start, max_steps):
     asyncio.run(run(config))
     thread.join(30)
     return seen
+
+
+def test_two_servers_round_robin_and_both_updated(tmp_path):
+    with FakeServer() as one, FakeServer() as two:
+        config = OrchestratorConfig(
+            output_dir=tmp_path, max_steps=3, max_async_level=0, batch_size=6, rollouts_per_example=3,
+            client={"base_url": [f"http://127.0.0.1:{s.port}/v1" for s in (one, two)], "retries": 0},
+        )  # fmt: skip
+        seen = []
+        trainer = threading.Thread(target=fake_trainer, args=(tmp_path, 3, seen), daemon=True)
+        trainer.start()
+        asyncio.run(run(config))
+        trainer.join(30)
+    assert one.requests == two.requests == 3  # 6 group requests, alternating
+    assert one.calls == two.calls == [("reload", 0), ("update", 1), ("update", 2)]

@@ -152,3 +152,20 @@ def test_rl_bad_import_path_exits_2_before_starting(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "import_path `json.no_such_loss`: module `json` has no attribute `no_such_loss`" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_plot_writes_png_from_metrics(tmp_path):
+    from prime_rl.utils.plot import main as plot_main
+
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "orchestrator.jsonl").write_text(
+        "".join(f'{{"step": {i}, "reward/mean": {0.1 * i}, "perf/gen_tokens_per_s": 50}}\n' for i in range(3))
+    )
+    (metrics / "trainer.jsonl").write_text(
+        "".join(f'{{"step": {i}, "loss": 0.5, "mismatch_kl/mean": 0.01, "perf/throughput": 40}}\n' for i in range(3))
+    )
+    plot_main(["--output-dir", str(tmp_path)])
+    assert (metrics / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match=r"plot: error: no metrics under .*missing/metrics"):
+        plot_main(["--output-dir", str(tmp_path / "missing")])

@@ -18,7 +18,7 @@ def _std(values: list[float]) -> float:
 
 
 def reward_metrics(groups: list[Group]) -> dict[str, float]:
-    """Reward mean/std overall and per environment, and the mean of each reward function per environment."""
+    """Reward mean/std overall and per environment, and mean/std of each reward function per environment."""
     rollouts = [r for g in groups for r in g.rollouts]
     out = {"reward/mean": _mean([r.reward for r in rollouts]), "reward/std": _std([r.reward for r in rollouts])}
     by_env: dict[str, list[float]] = defaultdict(list)
@@ -31,7 +31,9 @@ def reward_metrics(groups: list[Group]) -> dict[str, float]:
     for env, rewards in by_env.items():
         out[f"reward/{env}/mean"] = _mean(rewards)
         out[f"reward/{env}/std"] = _std(rewards)
-    out.update({f"rubric/{key}": _mean(values) for key, values in by_fn.items()})
+    for key, values in by_fn.items():
+        out[f"rubric/{key}/mean"] = _mean(values)
+        out[f"rubric/{key}/std"] = _std(values)
     return out
 
 
