@@ -66,7 +66,7 @@ def forward_backward(
             "inference_probs": mb.inference_logprobs[mask].exp(),
         }
         for name, value in loss_metrics.items():
-            metrics.setdefault(name, []).append(value.detach().float().cpu())
+            metrics.setdefault(name, []).append(value.detach().float().reshape(-1).cpu())
     return total, metrics
 
 
