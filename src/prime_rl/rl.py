@@ -21,8 +21,22 @@ def check_plugins(config: RLConfig) -> None:
 
     setup_loss_fn(config.trainer.loss)
     setup_advantage_fn(config.orchestrator.advantage)
-    for env in config.orchestrator.env:
-        load_environment(env.id, **env.args)
+    for i, env in enumerate(config.orchestrator.env):
+        try:
+            load_environment(env.id, **env.args)
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise ConfigError(
+                f"orchestrator.env[{i}] `{env.id}`: load_environment failed: {type(e).__name__}: {e}"
+            ) from e
+
+
+def check_model(name: str) -> None:
+    """A name that can only be a local path (absolute, relative with a dot, or with 2+ slashes) must exist."""
+    looks_local = name.startswith(("/", ".", "~")) or name.count("/") >= 2
+    if looks_local and not Path(name).expanduser().is_dir():
+        raise ConfigError(f"`model.name` = {name!r} is not a directory (hub ids look like `org/name`)")
 
 
 def write_configs(config: RLConfig, configs_dir: Path) -> dict[str, Path]:
@@ -91,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.path[:0] = [p for p in python_path if p not in sys.path]
     config = cli(RLConfig, "rl", argv)
     try:
+        check_model(config.trainer.model.name)
         check_plugins(config)
         output_dir = prepare_output_dir(config)
         paths = write_configs(config, output_dir / "configs")

@@ -169,3 +169,17 @@ def test_plot_writes_png_from_metrics(tmp_path):
     assert (metrics / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match=r"plot: error: no metrics under .*missing/metrics"):
         plot_main(["--output-dir", str(tmp_path / "missing")])
+
+
+def test_rl_missing_local_model_and_bad_env_args_exit_2(tmp_path, capsys):
+    from prime_rl.rl import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--output-dir", str(tmp_path / "out"), "--model.name", str(tmp_path / "no/such/model")])
+    assert exit_info.value.code == 2
+    assert "no/such/model' is not a directory" in capsys.readouterr().err
+    argv = ["--output-dir", str(tmp_path / "out"), "--orchestrator.env", '[{id = "one-word", args = {colour = 1}}]']
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "colour" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
