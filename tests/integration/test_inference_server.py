@@ -184,19 +184,32 @@ def test_stop_string_truncates_text_and_keeps_the_completing_token(server: Serve
     assert stop not in tokenizer.decode(ids[:-1], skip_special_tokens=True)
 
 
-def test_streaming_yields_the_same_tokens_as_a_plain_request(server: Server):
-    plain = server.chat(max_tokens=8, seed=5, return_token_ids=True)
+def stream_chunks(server: Server, body: dict) -> list[dict]:
     chunks = []
-    body = {"messages": MESSAGES, "max_tokens": 8, "seed": 5, "return_token_ids": True, "stream": True}
-    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=60) as response:
-        for line in response.iter_lines():
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json={**body, "stream": True}, timeout=60) as r:
+        for line in r.iter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
                 chunks.append(json.loads(line[6:]))
-    ids = [t for c in chunks for ch in c["choices"] for t in ch.get("token_ids", [])]
+    return chunks
+
+
+def test_streaming_yields_the_same_tokens_and_text_as_a_plain_request(server: Server):
+    for extra in ({}, {"stop": ["@@"]}):
+        body = {"messages": MESSAGES, "max_tokens": 8, "seed": 5, "return_token_ids": True, **extra}
+        plain = server.chat(**{k: v for k, v in body.items() if k != "messages"})
+        chunks = stream_chunks(server, body)
+        ids = [t for c in chunks for ch in c["choices"] for t in ch.get("token_ids", [])]
+        text = "".join(ch["delta"].get("content", "") for c in chunks for ch in c["choices"])
+        assert ids == plain["choices"][0]["token_ids"]
+        assert text == plain["choices"][0]["message"]["content"]
+        assert chunks[-1]["usage"]["completion_tokens"] == 8 and chunks[-1]["policy_step"] == 0
+    # A stop string completed in the middle: the stream never shows text past it.
+    full = server.chat(max_tokens=30, seed=21)["choices"][0]["message"]["content"]
+    stop = full[len(full) // 2 : len(full) // 2 + 3]
+    chunks = stream_chunks(server, {"messages": MESSAGES, "max_tokens": 30, "seed": 21, "stop": [stop]})
     text = "".join(ch["delta"].get("content", "") for c in chunks for ch in c["choices"])
-    assert ids == plain["choices"][0]["token_ids"]
-    assert text == plain["choices"][0]["message"]["content"]
-    assert chunks[-1]["usage"]["completion_tokens"] == 8 and chunks[-1]["policy_step"] == 0
+    assert text == full[: full.index(stop)]
+    assert [ch["finish_reason"] for c in chunks for ch in c["choices"]][-1] == "stop"
 
 
 def test_32_concurrent_requests_equal_their_solo_results(server: Server):

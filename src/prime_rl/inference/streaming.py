@@ -46,19 +46,20 @@ async def stream_completion(
     head["model"] = served_name
 
     def on_token(index: int, token: int, logprob: float, top: list, last: bool) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, (index, token, logprob, top))
+        loop.call_soon_threadsafe(queue.put_nowait, (index, token, logprob, top, last))
 
     task = asyncio.ensure_future(engine.generate(prompt_ids, params, on_token))
     task.add_done_callback(lambda _: queue.put_nowait(None))
     try:
         while (item := await queue.get()) is not None:
-            index, token, logprob, top = item
+            index, token, logprob, top, last = item
             ids_N_T[index].append(token)
-            text = tokenizer.decode(ids_N_T[index], skip_special_tokens=True)
-            safe = text[: len(text) - hold] if hold else text
-            safe = safe.rstrip("\ufffd")
-            delta = safe[len(sent_N[index]) :] if safe.startswith(sent_N[index]) else ""
-            sent_N[index] += delta
+            delta = ""
+            if not last:  # the last token's text (maybe cut at a stop string) comes with the final chunk
+                text = tokenizer.decode(ids_N_T[index], skip_special_tokens=True)
+                safe = (text[: len(text) - hold] if hold else text).rstrip("\ufffd")
+                delta = safe[len(sent_N[index]) :] if safe.startswith(sent_N[index]) else ""
+                sent_N[index] += delta
             choice: dict = {"index": index, "delta": {"role": "assistant", "content": delta}, "finish_reason": None}
             choice["logprobs"] = None
             if req.logprobs:
