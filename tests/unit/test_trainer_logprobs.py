@@ -53,6 +53,13 @@ def test_packed_logprobs_equal_unpacked(tiny_model_dir, attn, lens):
         lens,
         chunk_size=5,
     )
+    # Restricting the LM head to some rows (the trainer passes the loss mask) leaves those values unchanged.
+    only = torch.rand(sum(lens)) < 0.5
+    only_lp, only_ent = packed_logprobs(
+        model, torch.cat(samples), torch.cat([torch.arange(n) for n in lens]), torch.cat(temps), lens, 5, only=only
+    )
+    torch.testing.assert_close(only_lp, torch.where(only, packed_lp, 0.0), atol=1e-12, rtol=0)
+    torch.testing.assert_close(only_ent, torch.where(only, packed_ent, 0.0), atol=1e-12, rtol=0)
     for i, (ids, temp) in enumerate(zip(samples, temps, strict=True)):
         start, n = sum(lens[:i]), lens[i]
         alone_lp, alone_ent = packed_logprobs(model, ids, torch.arange(n), temp, [n], chunk_size=5)

@@ -8,7 +8,7 @@ backward recomputes each chunk's logits, so no [tokens, vocab] float32 tensor ou
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 
@@ -98,8 +98,14 @@ def packed_logprobs(
     temperatures: Float[Tensor, " tokens"],
     seq_lens: list[int],
     chunk_size: int = 1024,
+    only: Bool[Tensor, " tokens"] | None = None,
 ) -> tuple[Float[Tensor, " tokens"], Float[Tensor, " tokens"]]:
-    """Logprob and entropy of every token of a packed row under `model`; 0 at the first token of each sample."""
+    """Logprob and entropy of the tokens of a packed row under `model`.
+
+    0 at the first token of each sample (nothing of its own sample predicts it) and, when `only` is given, wherever
+    `only` is False: the LM head then runs on the needed rows alone (the trainer passes the loss mask, which skips
+    prompt and environment tokens, often most of a sample).
+    """
     device = input_ids.device
     cu_seq_lens = torch.tensor([0, *torch.tensor(seq_lens).cumsum(0).tolist()], dtype=torch.int32, device=device)
     max_len = max(seq_lens)
@@ -111,11 +117,15 @@ def packed_logprobs(
         max_length_q=max_len,
         max_length_k=max_len,
     ).last_hidden_state[0]
+    wanted = position_ids != 0
+    if only is not None:
+        wanted = wanted & only
+    # Row t-1 of the hidden states predicts token t.
+    rows = wanted[1:].nonzero()[:, 0]
     head = model.get_output_embeddings()
-    lp, ent = chunked_logprobs(hidden[:-1], head.weight, head.bias, input_ids[1:], temperatures[1:], chunk_size)
-    zero = lp.new_zeros(1)
-    # Row t-1 predicts token t; a sample's first token has no prediction from its own sample.
-    starts = position_ids == 0
-    logprobs = torch.cat([zero, lp]).masked_fill(starts, 0.0)
-    entropy = torch.cat([zero, ent]).masked_fill(starts, 0.0)
+    lp, ent = chunked_logprobs(
+        hidden[rows], head.weight, head.bias, input_ids[rows + 1], temperatures[rows + 1], chunk_size
+    )
+    logprobs = lp.new_zeros(input_ids.shape[0]).masked_scatter(wanted, lp)
+    entropy = ent.new_zeros(input_ids.shape[0]).masked_scatter(wanted, ent)
     return logprobs, entropy
