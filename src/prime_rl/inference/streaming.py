@@ -36,7 +36,6 @@ async def stream_completion(
     token_text: Callable[[int], str],
 ) -> AsyncIterator[str]:
     """Yields SSE lines for one streamed request (the request was already checked with `engine.check`)."""
-    loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     params = req.sampling_params()
     hold = max((len(s) for s in params.stop), default=1) - 1
@@ -46,7 +45,7 @@ async def stream_completion(
     head["model"] = served_name
 
     def on_token(index: int, token: int, logprob: float, top: list, last: bool) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, (index, token, logprob, top, last))
+        queue.put_nowait((index, token, logprob, top, last))
 
     task = asyncio.ensure_future(engine.generate(prompt_ids, params, on_token))
     task.add_done_callback(lambda _: queue.put_nowait(None))

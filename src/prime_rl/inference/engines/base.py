@@ -64,7 +64,7 @@ class GenerationResult:
 
 
 TokenCallback = Callable[[int, int, float, list[tuple[int, float]], bool], None]
-"""Called from the engine for each sampled token: (choice index, token id, logprob, top logprobs, is last)."""
+"""Called on the caller's event loop per sampled token: (choice index, token id, logprob, top logprobs, is last)."""
 
 
 class Engine(ABC):

@@ -370,6 +370,7 @@ class HFEngine(Engine):
         tokens, logprobs = out.tokens.tolist(), out.logprobs.tolist()
         top_ids = out.top_ids.tolist() if out.top_ids is not None else None
         top_lps = out.top_logprobs.tolist() if out.top_logprobs is not None else None
+        streamed: dict[asyncio.AbstractEventLoop, list] = {}
         for i, seq in enumerate(seqs):
             seq.token_ids.append(tokens[i])
             seq.logprobs.append(logprobs[i])
@@ -379,7 +380,11 @@ class HFEngine(Engine):
             self._check_finished(seq)
             if seq.request.on_token is not None:
                 top = seq.top[-1] if seq.top else []
-                seq.request.on_token(seq.index, tokens[i], logprobs[i], top, seq.finish_reason is not None)
+                event = (seq.index, tokens[i], logprobs[i], top, seq.finish_reason is not None)
+                streamed.setdefault(seq.request.loop, []).append((seq.request.on_token, event))
+        # One wake-up of each event loop per step, not one per streamed token.
+        for loop, calls in streamed.items():
+            loop.call_soon_threadsafe(_dispatch, calls)
         if any(s.finish_reason for s in seqs):
             self._retire()
 
@@ -449,6 +454,11 @@ def _to_choice(seq: _Sequence) -> CompletionChoice:
         text=seq.text or "",
         finish_reason="stop" if seq.finish_reason == "stop" else "length",
     )
+
+
+def _dispatch(calls: list) -> None:
+    for fn, args in calls:
+        fn(*args)
 
 
 def _resolve(future: asyncio.Future, result: object, error: Exception | None) -> None:
