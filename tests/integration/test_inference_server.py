@@ -167,6 +167,8 @@ def test_n_choices_share_one_prefill_and_seed_reproduces(server: Server):
 def test_min_tokens_and_max_tokens_bound_the_length(server: Server):
     body = server.chat(max_tokens=12, min_tokens=12, seed=1, return_token_ids=True)
     assert len(body["choices"][0]["token_ids"]) == 12 and body["choices"][0]["finish_reason"] == "length"
+    negative_seed = server.chat(max_tokens=2, seed=-3, return_token_ids=True)
+    assert len(negative_seed["choices"][0]["token_ids"]) == 2
 
 
 def test_stop_string_truncates_text_and_keeps_the_completing_token(server: Server):
@@ -234,6 +236,20 @@ def test_32_concurrent_requests_equal_their_solo_results(server: Server):
     assert [ids(b) for b in together] == [ids(b) for b in solo]
     assert all(torch.allclose(logprobs(a), logprobs(b), atol=1e-4) for a, b in zip(together, solo, strict=True))
     assert server.engine.stats["prefill_forwards"] - forwards < 32  # arrivals were batched
+
+
+def test_a_late_request_joins_the_running_batch(server: Server):
+    body = {"messages": MESSAGES, "max_tokens": 180, "min_tokens": 180, "seed": 6, "return_token_ids": True}
+    with ThreadPoolExecutor(1) as pool:
+        long = pool.submit(server.post, "/v1/chat/completions", body)
+        while not server.engine._active:
+            time.sleep(0.005)
+        short = server.chat(max_tokens=2, seed=1)
+        assert not long.done()  # the short request was served while the long one was decoding
+        result = long.result().json()
+    assert short["usage"]["completion_tokens"] == 2
+    solo = server.chat(**{k: v for k, v in body.items() if k != "messages"})
+    assert result["choices"][0]["token_ids"] == solo["choices"][0]["token_ids"]
 
 
 # ---------------------------------------------------------------- weights

@@ -327,7 +327,9 @@ class HFEngine(Engine):
         self._sample_and_advance(logits[torch.tensor(rows, device=self.device)], ordered)
 
     def _new_sequences(self, request: _Request) -> list[_Sequence]:
-        seeds = torch.randint(0, 2**62, (request.params.n,), generator=torch.Generator().manual_seed(request.seed))
+        seeds = torch.randint(
+            0, 2**62, (request.params.n,), generator=torch.Generator().manual_seed(request.seed % 2**63)
+        )
         return [
             _Sequence(
                 request=request,
