@@ -98,8 +98,10 @@ def test_environment_data_completes_prompts_with_the_formatted_answer(tokenizer)
         assert conversation.messages[-1] == {"role": "assistant", "content": f"<answer>{example.answer}</answer>"}
         rollout = Rollout(example.example_id, "reverse-text", example.prompt, conversation.messages[-1:], [])
         assert asyncio.run(env.rubric.score(rollout, example))[0] == 1.0  # the reference earns full reward
-    plain = load_environment_data(EnvironmentDataConfig(args={"num_train_examples": 1}))
-    assert plain[0].messages[-1]["content"] == env.dataset()[0].answer
+    hooked = load_environment_data(EnvironmentDataConfig(args={"num_train_examples": 4}))
+    assert [c.messages for c in hooked] == [c.messages for c in conversations]  # reverse-text's own reference
+    plain = load_environment_data(EnvironmentDataConfig(id="one-word", completion_format="{answer}"))
+    assert plain[0].messages[-1]["content"] == load_environment("one-word").dataset()[0].answer
 
 
 def test_dataset_batches_depend_only_on_seed_and_step():
@@ -125,7 +127,9 @@ def test_shipped_sft_configs_parse():
 def test_reverse_text_example_uses_the_answer_tags():
     path = Path(__file__).parents[2] / "examples" / "reverse_text" / "sft.toml"
     config = parse_config(SFTConfig, ["@", str(path)])
-    assert config.data.id == "reverse-text" and config.data.completion_format == "<answer>{answer}</answer>"
+    assert config.data.id == "reverse-text" and config.data.completion_format is None
+    reference = load_environment("reverse-text").reference_completion(load_environment("reverse-text").dataset()[0])
+    assert reference[0]["content"].startswith("<answer>") and reference[0]["content"].endswith("</answer>")
 
 
 def test_config_errors_name_the_key(tmp_path: Path):

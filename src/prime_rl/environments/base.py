@@ -94,6 +94,10 @@ class Environment(ABC):
     def eval_dataset(self) -> list[Example]:
         """The evaluation split, disjoint from the training split where the task allows."""
 
+    def reference_completion(self, example: Example) -> list[dict] | None:
+        """The ideal reply to `example` as chat messages (SFT warm-up on reference answers); None if there is none."""
+        return None
+
     @abstractmethod
     async def rollout(self, client: SamplingClient, example: Example, sampling: SamplingArgs) -> Rollout:
         """Generates one episode for `example` (no scoring); may raise, `run` turns that into an errored rollout."""

@@ -49,4 +49,4 @@ def load_environment(
 ) -> SingleTurnEnv:
     train = make_examples(num_train_examples, seed, min_words, max_words)
     evaluation = make_examples(num_eval_examples, seed + 1_000_003, min_words, max_words)
-    return SingleTurnEnv("reverse-text", train, Rubric([lcs_reward]), evaluation)
+    return SingleTurnEnv("reverse-text", train, Rubric([lcs_reward]), evaluation, "<answer>{answer}</answer>")

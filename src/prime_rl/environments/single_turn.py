@@ -26,18 +26,32 @@ def completion_turn(completion: Completion, sampling: SamplingArgs) -> Turn:
 class SingleTurnEnv(Environment):
     """A dataset of prompts and a rubric; groups are sampled with one `n`-choice request."""
 
-    def __init__(self, name: str, dataset: list[Example], rubric: Rubric, eval_dataset: list[Example] | None = None):
+    def __init__(
+        self,
+        name: str,
+        dataset: list[Example],
+        rubric: Rubric,
+        eval_dataset: list[Example] | None = None,
+        reference_format: str | None = None,
+    ):
+        """`reference_format` turns an answer into the reference reply (`{answer}` is replaced), e.g. for SFT."""
         ids = [ex.example_id for ex in dataset]
         if len(set(ids)) != len(ids):
             raise ValueError(f"environment `{name}`: example_id values in the dataset are not unique")
         self.name, self.rubric = name, rubric
         self._dataset, self._eval_dataset = dataset, eval_dataset if eval_dataset is not None else []
+        self.reference_format = reference_format
 
     def dataset(self) -> list[Example]:
         return self._dataset
 
     def eval_dataset(self) -> list[Example]:
         return self._eval_dataset
+
+    def reference_completion(self, example: Example) -> list[dict] | None:
+        if self.reference_format is None:
+            return None
+        return [{"role": "assistant", "content": self.reference_format.replace("{answer}", example.answer)}]
 
     def _to_rollout(self, example: Example, completion: Completion, sampling: SamplingArgs) -> Rollout:
         return Rollout(

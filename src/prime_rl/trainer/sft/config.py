@@ -51,14 +51,14 @@ class EnvironmentDataConfig(BaseConfig):
     """Keyword arguments of `load_environment`."""
     split: Literal["train", "eval"] = "train"
     """Which split of the environment to train on."""
-    completion_format: str = "{answer}"
-    """Assistant reply built from the example's answer (`{answer}` is replaced), used when the environment has no
-    `reference_completion(example)` method; e.g. `<answer>{answer}</answer>` for `reverse-text`."""
+    completion_format: str | None = None
+    """Assistant reply built from the example's answer (`{answer}` is replaced); None uses the environment's
+    `reference_completion(example)` (e.g. `<answer>{answer}</answer>` for `reverse-text`), else the bare answer."""
 
     @field_validator("completion_format")
     @classmethod
-    def _has_answer(cls, value: str) -> str:
-        if "{answer}" not in value:
+    def _has_answer(cls, value: str | None) -> str | None:
+        if value is not None and "{answer}" not in value:
             raise ValueError("must contain the placeholder `{answer}`")
         return value
 

@@ -72,7 +72,7 @@ def load_jsonl(path: Path) -> list[Conversation]:
 
 
 def load_environment_data(config: EnvironmentDataConfig) -> list[Conversation]:
-    """The split's prompts, completed by `env.reference_completion(example)` or `completion_format` of the answer."""
+    """Prompts of the split, completed by `completion_format`, else `env.reference_completion`, else the answer."""
     from prime_rl.environments import load_environment
 
     env = load_environment(config.id, **config.args)
@@ -83,12 +83,12 @@ def load_environment_data(config: EnvironmentDataConfig) -> list[Conversation]:
     conversations = []
     for example in examples:
         where = f"environment `{config.id}` example {example.example_id}"
-        if callable(hook):
-            completion = _messages(hook(example), "assistant", where, "reference_completion")
+        reference = hook(example) if callable(hook) and config.completion_format is None else None
+        if reference is not None:
+            completion = _messages(reference, "assistant", where, "reference_completion")
         else:
-            completion = [
-                {"role": "assistant", "content": config.completion_format.replace("{answer}", example.answer)}
-            ]
+            text = (config.completion_format or "{answer}").replace("{answer}", example.answer)
+            completion = [{"role": "assistant", "content": text}]
         messages = list(example.prompt) + completion
         trained = [False] * len(example.prompt) + [m["role"] == "assistant" for m in completion]
         conversations.append(Conversation(messages, trained, where))
