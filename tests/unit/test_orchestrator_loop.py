@@ -86,7 +86,7 @@ def _run(tmp_path, port, max_async_level, max_steps=4, **extra):
         max_async_level=max_async_level,
         batch_size=6,
         rollouts_per_example=3,
-        client={"base_url": [f"http://127.0.0.1:{port}/v1"], "retries": 0},
+        client={"base_url": [f"http://127.0.0.1:{port}/v1"], "retry_timeout": 0},
         **extra,
     )
     seen = []
@@ -154,7 +154,7 @@ def test_resume_continues_the_example_sequence(tmp_path):
 def _run_from(output_dir, port, start, max_steps):
     config = OrchestratorConfig(
         output_dir=output_dir, max_steps=max_steps, max_async_level=0, batch_size=6, rollouts_per_example=3,
-        client={"base_url": [f"http://127.0.0.1:{port}/v1"], "retries": 0}, ckpt={"resume_step": start},
+        client={"base_url": [f"http://127.0.0.1:{port}/v1"], "retry_timeout": 0}, ckpt={"resume_step": start},
     )  # fmt: skip
     seen = []
 
@@ -176,7 +176,7 @@ def test_two_servers_round_robin_and_both_updated(tmp_path):
     with FakeServer() as one, FakeServer() as two:
         config = OrchestratorConfig(
             output_dir=tmp_path, max_steps=3, max_async_level=0, batch_size=6, rollouts_per_example=3,
-            client={"base_url": [f"http://127.0.0.1:{s.port}/v1" for s in (one, two)], "retries": 0},
+            client={"base_url": [f"http://127.0.0.1:{s.port}/v1" for s in (one, two)], "retry_timeout": 0},
         )  # fmt: skip
         seen = []
         trainer = threading.Thread(target=fake_trainer, args=(tmp_path, 3, seen), daemon=True)

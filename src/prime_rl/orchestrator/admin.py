@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 
 import httpx
+
+from prime_rl.orchestrator.client import backoff
 
 
 class InferenceAdminError(Exception):
@@ -22,8 +25,11 @@ def root_url(base_url: str) -> str:
 class InferenceAdmin:
     """Sends the same control request to every server; any failure names the server and its answer."""
 
-    def __init__(self, base_urls: list[str], api_key: str | None = None, timeout: float = 600.0):
+    def __init__(
+        self, base_urls: list[str], api_key: str | None = None, timeout: float = 600.0, retry_timeout: float = 0.0
+    ):
         self.urls = [root_url(u) for u in base_urls]
+        self.retry_timeout = retry_timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(headers=headers, timeout=timeout)
 
@@ -42,10 +48,19 @@ class InferenceAdmin:
 
     async def _post_all(self, route: str, body: dict | None = None) -> None:
         async def post(url: str) -> None:
-            try:
-                response = await self._http.post(f"{url}{route}", json=body)
-            except httpx.TransportError as e:
-                raise InferenceAdminError(f"POST {url}{route} failed: {type(e).__name__}: {e}") from None
+            start = time.monotonic()
+            for attempt in itertools.count():
+                try:
+                    response = await self._http.post(f"{url}{route}", json=body)
+                    break
+                except httpx.TransportError as e:
+                    wait = backoff(attempt)
+                    if time.monotonic() - start + wait > self.retry_timeout:
+                        raise InferenceAdminError(
+                            f"POST {url}{route} failed for {time.monotonic() - start:.0f}s "
+                            f"(client.retry_timeout = {self.retry_timeout:g}): {type(e).__name__}: {e}"
+                        ) from None
+                    await asyncio.sleep(wait)
             if response.status_code >= 400:
                 raise InferenceAdminError(
                     f"POST {url}{route} {body}: HTTP {response.status_code}: {response.text[:500]}"

@@ -1,6 +1,8 @@
 """Orchestrator checkpoints: `checkpoints/step_N/orchestrator/state.json` + `STABLE` (DESIGN.md section 8).
 
-The checkpoint of step N is the state before generating the batch of step N: resuming from it produces step N next.
+The checkpoint of step N is the state before sampling the examples of step N: resuming from it produces step N
+next. It is written right after the examples of step N-1 are sampled, before the batch of N-1 is written, so the
+trainer (which checkpoints N only after training on that batch) never holds a checkpoint the orchestrator lacks.
 """
 
 from __future__ import annotations
@@ -57,14 +59,22 @@ def resolve_resume_step(output_dir: Path, resume_step: int | None) -> int | None
 
 
 def save_ckpt(output_dir: Path, step: int, state: dict[str, Any], keep_last: int | None = None) -> Path:
-    """Writes the state atomically; with `keep_last`, removes older orchestrator checkpoints."""
+    """Writes the state atomically; with `keep_last`, removes older orchestrator checkpoints (never one at or after
+    the trainer's latest complete checkpoint: that is the step a resume needs)."""
     path = orchestrator_ckpt_dir(output_dir, step)
     with stable_dir(path) as tmp:
         (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}))
     if keep_last is not None:
+        trainer_latest = max(trainer_ckpt_steps(output_dir), default=None)
         for old in complete_ckpt_steps(output_dir)[:-keep_last]:
-            shutil.rmtree(orchestrator_ckpt_dir(output_dir, old), ignore_errors=True)
+            if trainer_latest is None or old < trainer_latest:
+                shutil.rmtree(orchestrator_ckpt_dir(output_dir, old), ignore_errors=True)
     return path
+
+
+def is_ckpt_step(step: int, interval: int | None, max_steps: int) -> bool:
+    """Whether step `step` gets a checkpoint: every `interval` steps and the last one (`max_steps`)."""
+    return bool(interval) and step > 0 and (step % interval == 0 or step == max_steps)
 
 
 def load_ckpt(output_dir: Path, step: int) -> dict[str, Any]:

@@ -1,14 +1,21 @@
 """Generation of one step: the groups run concurrently (each through its environment's `run_group`) under a
-concurrency limit counted in rollouts. Groups keep the order in which the buffer sampled their examples."""
+concurrency limit counted in rollouts. Groups keep the order in which the buffer sampled their examples.
+
+Seeded requests: every group (and, for environments that run a group as `n` separate episodes, every rollout) gets
+its own seed derived from `(seed, step, group, rollout)`, so a resumed step asks for the same random streams and
+no two rollouts of a group share one.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import hashlib
 import time
 from dataclasses import dataclass
 
-from prime_rl.environments.base import Environment, Example, SamplingArgs
+from prime_rl.environments.base import Environment, Example, Rollout, SamplingArgs
 from prime_rl.environments.client import SamplingClient
 from prime_rl.orchestrator.batch import Group
 
@@ -50,6 +57,23 @@ class ScoreTimer:
         return seconds
 
 
+def request_seed(seed: int, step: int, group: int, rollout: int = -1) -> int:
+    """A 63-bit seed, a fixed function of its arguments (stable across processes, unlike `hash`)."""
+    digest = hashlib.sha256(f"{seed}/{step}/{group}/{rollout}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+async def run_seeded_group(
+    env: Environment, client: SamplingClient, example: Example, sampling: SamplingArgs, n: int, seeds: list[int]
+) -> list[Rollout]:
+    """`env.run_group` with `seeds[0]` when the environment overrides it (one request, the server draws a stream
+    per choice); otherwise the `n` episodes of the base `run_group`, each with its own seed from `seeds[1:]`."""
+    if type(env).run_group is not Environment.run_group:
+        return await env.run_group(client, example, dataclasses.replace(sampling, seed=seeds[0]), n)
+    runs = (env.run(client, example, dataclasses.replace(sampling, seed=s)) for s in seeds[1 : n + 1])
+    return list(await asyncio.gather(*runs))
+
+
 async def generate_groups(
     envs: dict[str, Environment],
     client: SamplingClient,
@@ -58,14 +82,20 @@ async def generate_groups(
     sampling: SamplingArgs,
     max_concurrent: int,
     timer: ScoreTimer | None = None,
+    seed: int | None = None,
+    step: int = 0,
 ) -> Generation:
     """`group_size` scored rollouts of each `(env_name, example)`; at most `max_concurrent` rollouts in flight
-    (at least one whole group)."""
+    (at least one whole group). With a `seed`, requests carry seeds derived from `(seed, step, group, rollout)`."""
     limit = asyncio.Semaphore(max(1, max_concurrent // group_size))
 
-    async def run(name: str, example: Example) -> Group:
+    async def run(index: int, name: str, example: Example) -> Group:
         async with limit:
-            rollouts = await envs[name].run_group(client, example, sampling, group_size)
+            if seed is None:
+                rollouts = await envs[name].run_group(client, example, sampling, group_size)
+            else:
+                seeds = [request_seed(seed, step, index, r) for r in range(-1, group_size)]
+                rollouts = await run_seeded_group(envs[name], client, example, sampling, group_size, seeds)
         if len(rollouts) != group_size:
             raise RuntimeError(f"environment `{name}` returned {len(rollouts)} rollouts for a group of {group_size}")
         for rollout in rollouts:
@@ -73,7 +103,7 @@ async def generate_groups(
         return Group(env_name=name, example=example, rollouts=rollouts)
 
     start = time.perf_counter()
-    groups = list(await asyncio.gather(*(run(name, example) for name, example in examples)))
+    groups = list(await asyncio.gather(*(run(i, name, example) for i, (name, example) in enumerate(examples))))
     return Generation(
         groups=groups,
         wall_s=time.perf_counter() - start,

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from prime_rl.environments.base import Environment, SamplingArgs
     from prime_rl.orchestrator.admin import InferenceAdmin
     from prime_rl.orchestrator.buffer import ExampleBuffer
-    from prime_rl.orchestrator.generate import Generation
-    from prime_rl.orchestrator.scheduler import UpdateFn
+    from prime_rl.orchestrator.client import RetryingClient
+    from prime_rl.orchestrator.generate import Generation, ScoreTimer
+    from prime_rl.orchestrator.scheduler import PolicyScheduler, UpdateFn
     from prime_rl.transport.base import BatchSender
 
 
@@ -59,7 +60,15 @@ def setup_sampling(config: OrchestratorConfig) -> SamplingArgs:
     from prime_rl.environments.base import SamplingArgs
 
     s = config.sampling
-    return SamplingArgs(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=s.stop)
+    return SamplingArgs(
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        min_p=s.min_p,
+        max_tokens=s.max_tokens,
+        min_tokens=s.min_tokens,
+        stop=s.stop,
+    )
 
 
 def log_step(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -> None:
@@ -71,10 +80,11 @@ def log_step(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -
     MetricsWriter(config.output_dir / "metrics" / "orchestrator.jsonl").write(step, metrics)
 
 
-def write_batch(config: OrchestratorConfig, step: int, generation: Generation, sender: BatchSender) -> dict[str, float]:
+def write_batch(config: OrchestratorConfig, step: int, generation: Generation, sender: BatchSender) -> dict[str, Any]:
     """Advantages, batch assembly and the atomic write; returns the step's rollout, batch and timing metrics."""
     from prime_rl.orchestrator.batch import assemble_batch
     from prime_rl.orchestrator.metrics import batch_metrics, reward_metrics, rollout_metrics
+    from prime_rl.orchestrator.resume import batch_digest
 
     start = time.perf_counter()
     batch, stats = assemble_batch(
@@ -85,6 +95,7 @@ def write_batch(config: OrchestratorConfig, step: int, generation: Generation, s
         **reward_metrics(generation.groups),
         **rollout_metrics(generation.groups),
         **batch_metrics(step, batch, stats),
+        "batch/digest": batch_digest(batch),
         "perf/gen_tokens_per_s": generation.tokens / max(generation.wall_s, 1e-9),
         "time/generate": generation.wall_s,
         "time/score": generation.score_s,
@@ -104,59 +115,130 @@ def policy_loader(admin: InferenceAdmin) -> UpdateFn:
     return load
 
 
-async def run(config: OrchestratorConfig) -> None:
-    from prime_rl.environments.client import SamplingClient
+def setup_client(config: OrchestratorConfig) -> RetryingClient:
+    from prime_rl.orchestrator.client import RetryingClient
+
+    c = config.client
+    return RetryingClient(c.base_url, config.model.name, c.api_key, c.timeout, retry_timeout=c.retry_timeout)
+
+
+def setup_eval_environments(config: OrchestratorConfig, tokenizer: Any) -> dict[str, Environment]:
+    """The eval environments of `[orchestrator.eval]` (none without it)."""
+    from prime_rl.eval.evaluate import load_eval_environments
+
+    return load_eval_environments(config.eval.env, tokenizer) if config.eval is not None else {}
+
+
+def eval_due(config: OrchestratorConfig, step: int) -> bool:
+    """Evaluate after the batch of `step` when `step + 1` is a multiple of `eval.interval`, and after the last one."""
+    if config.eval is None:
+        return False
+    done = step + 1
+    return done % config.eval.interval == 0 or done == config.max_steps
+
+
+async def run_eval(
+    config: OrchestratorConfig, step: int, envs: dict[str, Environment], client: Any, scheduler: PolicyScheduler
+) -> dict[str, float]:
+    """`online_eval` of the served policy; after the last step it first loads the final policy `max_steps`."""
+    from prime_rl.eval.evaluate import online_eval
+
+    start = time.perf_counter()
+    if step + 1 == config.max_steps:
+        await scheduler.ensure(config.max_steps, "the final evaluation")
+    metrics = await online_eval(config.eval, envs, client, seed=config.seed)
+    return metrics | {"eval/policy": float(scheduler.loaded), "time/eval": time.perf_counter() - start}
+
+
+async def start_or_resume(config: OrchestratorConfig, buffer: ExampleBuffer, admin: InferenceAdmin) -> int:
+    """The first step to produce. Fresh: the server reloads the base model. Resume from S: the buffer state of the
+    checkpoint, and the files of the lost part of the run are discarded (`resume.py`)."""
     from prime_rl.orchestrator import ckpt
+    from prime_rl.orchestrator.resume import discard_after, rewind_metrics
+    from prime_rl.utils.logger import get_logger
+
+    start_step = ckpt.resolve_resume_step(config.output_dir, config.ckpt.resume_step)
+    if start_step is None:
+        await admin.reload_weights()
+        return 0
+    buffer.load_state_dict(ckpt.load_ckpt(config.output_dir, start_step)["buffer"])
+    stale = discard_after(config.output_dir, start_step)
+    rewind_metrics(config.output_dir / "metrics", start_step, ("orchestrator.jsonl",))
+    get_logger("orchestrator").info(
+        "resuming from orchestrator checkpoint of step %d (discarded %d stale rollout/broadcast dirs)",
+        start_step,
+        len(stale),
+    )
+    return start_step
+
+
+async def orchestrate_step(
+    config: OrchestratorConfig,
+    step: int,
+    buffer: ExampleBuffer,
+    envs: dict[str, Environment],
+    client: RetryingClient,
+    scheduler: PolicyScheduler,
+    sender: BatchSender,
+    timer: ScoreTimer,
+) -> dict[str, float]:
+    """Policy → examples → (checkpoint of step + 1) → rollouts → batch; returns the step's metrics."""
+    from prime_rl.orchestrator import ckpt
+    from prime_rl.orchestrator.generate import generate_groups
+
+    step_start = time.perf_counter()
+    waited = await scheduler.prepare(step)
+    examples = buffer.sample(config.examples_per_step)
+    if ckpt.is_ckpt_step(step + 1, config.ckpt.interval, config.max_steps):
+        ckpt.save_ckpt(config.output_dir, step + 1, {"buffer": buffer.state_dict()}, config.ckpt.keep_last)
+    generation = await generate_groups(
+        envs, client, examples, config.rollouts_per_example, setup_sampling(config), config.max_concurrent, timer,
+        seed=config.seed, step=step,
+    )  # fmt: skip
+    client.raise_if_unreachable()
+    metrics = write_batch(config, step, generation, sender)
+    return metrics | {
+        "policy/loaded": float(scheduler.loaded),
+        "time/wait_for_weights": waited,
+        "time/step": time.perf_counter() - step_start,
+    }
+
+
+async def run(config: OrchestratorConfig) -> None:
     from prime_rl.orchestrator.admin import InferenceAdmin
-    from prime_rl.orchestrator.generate import ScoreTimer, generate_groups
+    from prime_rl.orchestrator.generate import ScoreTimer
     from prime_rl.orchestrator.scheduler import PolicyScheduler
     from prime_rl.transport.filesystem import FileSystemSender
     from prime_rl.utils.logger import setup_logger
 
     logger = setup_logger("orchestrator", config.log.level, config.log.file)
-    envs = setup_environments(config, setup_tokenizer(config))
+    tokenizer = setup_tokenizer(config)
+    envs = setup_environments(config, tokenizer)
+    eval_envs = setup_eval_environments(config, tokenizer)
     buffer = setup_buffer(config, envs)
-    sampling = setup_sampling(config)
+    client = setup_client(config)
     c = config.client
-    client = SamplingClient(c.base_url, config.model.name, c.api_key, c.timeout, max_retries=c.retries)
-    admin = InferenceAdmin(c.base_url, c.api_key, c.timeout)
-    await admin.wait_healthy(c.health_timeout)
-
-    start_step = ckpt.resolve_resume_step(config.output_dir, config.ckpt.resume_step)
-    if start_step is None:
-        start_step = 0
-        await admin.reload_weights()
-    else:
-        buffer.load_state_dict(ckpt.load_ckpt(config.output_dir, start_step)["buffer"])
-        logger.info("resuming from orchestrator checkpoint of step %d", start_step)
-    # After a resume the server may hold any weights (loaded = -1): the first step always loads a policy.
-    loaded = 0 if start_step == 0 else -1
-    scheduler = PolicyScheduler(
-        config.output_dir, config.max_async_level, policy_loader(admin), loaded, timeout=config.weights_timeout
-    )
-    sender = FileSystemSender(config.output_dir, keep=config.max_async_level + 4)
-    timer = ScoreTimer(envs)
-    logger.info("orchestrating steps %d..%d with envs %s", start_step, config.max_steps - 1, list(envs))
-
+    admin = InferenceAdmin(c.base_url, c.api_key, c.timeout, retry_timeout=c.retry_timeout)
     try:
+        await admin.wait_healthy(c.health_timeout)
+        start_step = await start_or_resume(config, buffer, admin)
+        # After a resume the server may hold any weights (loaded = -1): the first step always loads a policy.
+        scheduler = PolicyScheduler(
+            config.output_dir,
+            config.max_async_level,
+            policy_loader(admin),
+            0 if start_step == 0 else -1,
+            timeout=config.weights_timeout,
+        )
+        sender = FileSystemSender(config.output_dir, keep=config.max_async_level + 4)
+        timer = ScoreTimer(envs)
+        logger.info("orchestrating steps %d..%d with envs %s", start_step, config.max_steps - 1, list(envs))
         for step in range(start_step, config.max_steps):
-            if config.ckpt.interval and step > start_step and step % config.ckpt.interval == 0:
-                ckpt.save_ckpt(config.output_dir, step, {"buffer": buffer.state_dict()}, config.ckpt.keep_last)
-            step_start = time.perf_counter()
-            waited = await scheduler.prepare(step)
-            examples = buffer.sample(config.examples_per_step)
-            generation = await generate_groups(
-                envs, client, examples, config.rollouts_per_example, sampling, config.max_concurrent, timer
-            )
-            metrics = write_batch(config, step, generation, sender)
-            metrics |= {
-                "policy/loaded": float(scheduler.loaded),
-                "time/wait_for_weights": waited,
-                "time/step": time.perf_counter() - step_start,
-            }
+            metrics = await orchestrate_step(config, step, buffer, envs, client, scheduler, sender, timer)
+            if eval_due(config, step):
+                metrics |= await run_eval(config, step, eval_envs, client, scheduler)
+                client.raise_if_unreachable()
             log_step(config, step, metrics)
-        if config.ckpt.interval:
-            ckpt.save_ckpt(config.output_dir, config.max_steps, {"buffer": buffer.state_dict()}, config.ckpt.keep_last)
     finally:
         await client.close()
         await admin.close()
@@ -164,11 +246,18 @@ async def run(config: OrchestratorConfig) -> None:
 
 
 def main() -> None:
+    from prime_rl.orchestrator.admin import InferenceAdminError
+    from prime_rl.orchestrator.client import InferenceUnreachable
+
     config = cli(OrchestratorConfig, "orchestrator")
     try:
         asyncio.run(run(config))
     except KeyboardInterrupt:
         sys.exit(130)
+    except (InferenceUnreachable, InferenceAdminError, TimeoutError) as e:
+        # Expected failures of a run: one line naming the server or the missing file, no traceback.
+        print(f"orchestrator: error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

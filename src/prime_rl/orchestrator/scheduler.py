@@ -64,19 +64,22 @@ class PolicyScheduler:
 
     async def prepare(self, step: int) -> float:
         """Makes sure the loaded policy may generate `step`; returns the seconds spent waiting for weights."""
+        return await self.ensure(required_policy(step, self.max_async_level), f"step {step}")
+
+    async def ensure(self, needed: int, purpose: str) -> float:
+        """Loads the newest stable policy once one >= `needed` exists (unless one is loaded); returns the wait."""
         start = time.monotonic()
-        needed = required_policy(step, self.max_async_level)
         while (latest := self.latest_stable() or 0) < needed and self.loaded < needed:
             if time.monotonic() - start > self.timeout:
                 raise TimeoutError(
-                    f"step {step} needs policy {needed} but {broadcast_dir(self.output_dir, needed)}/STABLE "
+                    f"{purpose} needs policy {needed} but {broadcast_dir(self.output_dir, needed)}/STABLE "
                     f"did not appear within {self.timeout:.0f}s (is the trainer running?)"
                 )
             await asyncio.sleep(self.poll_interval)
         waited = time.monotonic() - start
-        target = next_policy(step, self.max_async_level, self.loaded, latest)
+        target = latest if latest > self.loaded else None
         if target is not None:
-            get_logger("orchestrator").info("loading policy %d for step %d", target, step)
+            get_logger("orchestrator").info("loading policy %d for %s", target, purpose)
             await self.update_fn(broadcast_dir(self.output_dir, target), target)
             self.loaded = target
         return waited
