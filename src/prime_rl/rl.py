@@ -10,26 +10,34 @@ import time
 from pathlib import Path
 
 from prime_rl.launcher.config import RLConfig
+from prime_rl.launcher.resume import pin_resume_step
+from prime_rl.orchestrator.resume import discard_after, rewind_metrics
 from prime_rl.utils.config import ConfigError, cli
 
 
 def check_plugins(config: RLConfig) -> None:
-    """Imports the custom loss, the advantage and the environments now, so a bad import path fails before start."""
-    from prime_rl.environments import load_environment
+    """Imports the custom loss, the advantage and the (eval) environments now, so a bad import path fails before
+    start."""
     from prime_rl.orchestrator.advantage import setup_advantage_fn
     from prime_rl.trainer.rl.loss import setup_loss_fn
 
     setup_loss_fn(config.trainer.loss)
     setup_advantage_fn(config.orchestrator.advantage)
     for i, env in enumerate(config.orchestrator.env):
-        try:
-            load_environment(env.id, **env.args)
-        except ConfigError:
-            raise
-        except Exception as e:
-            raise ConfigError(
-                f"orchestrator.env[{i}] `{env.id}`: load_environment failed: {type(e).__name__}: {e}"
-            ) from e
+        _check_environment(f"orchestrator.env[{i}]", env.id, env.args)
+    for i, env in enumerate(config.orchestrator.eval.env if config.orchestrator.eval else []):
+        _check_environment(f"orchestrator.eval.env[{i}]", env.id, env.args)
+
+
+def _check_environment(key: str, env_id: str, args: dict) -> None:
+    from prime_rl.environments import load_environment
+
+    try:
+        load_environment(env_id, **args)
+    except ConfigError as e:
+        raise ConfigError(f"{key}: {e}") from None
+    except Exception as e:
+        raise ConfigError(f"{key} `{env_id}`: load_environment failed: {type(e).__name__}: {e}") from e
 
 
 def check_model(name: str) -> None:
@@ -39,14 +47,13 @@ def check_model(name: str) -> None:
         raise ConfigError(f"`model.name` = {name!r} is not a directory (hub ids look like `org/name`)")
 
 
-def write_configs(config: RLConfig, configs_dir: Path) -> dict[str, Path]:
-    """Writes `configs/{inference,orchestrator,trainer}.toml`; fails if a value cannot be expressed in TOML."""
+def render_configs(config: RLConfig) -> dict[str, str]:
+    """`{process: TOML text}`; fails if a value cannot be expressed in TOML."""
     import tomli_w
 
     from prime_rl.launcher.config import SECTIONS
-    from prime_rl.utils.fs import atomic_write_text
 
-    paths = {}
+    texts = {}
     for name, cls in SECTIONS.items():
         section = getattr(config, name)
         data = section.model_dump(mode="json", exclude_none=True)
@@ -54,8 +61,18 @@ def write_configs(config: RLConfig, configs_dir: Path) -> dict[str, Path]:
         if cls.model_validate(data).model_dump() != section.model_dump():
             lost = sorted(_none_overrides(section))
             raise ConfigError(f"`{name}` fields set to None differ from their defaults and cannot be written: {lost}")
+        texts[name] = tomli_w.dumps(data)
+    return texts
+
+
+def write_configs(config: RLConfig, configs_dir: Path) -> dict[str, Path]:
+    """Writes `configs/{inference,orchestrator,trainer}.toml`."""
+    from prime_rl.utils.fs import atomic_write_text
+
+    paths = {}
+    for name, text in render_configs(config).items():
         paths[name] = configs_dir / f"{name}.toml"
-        atomic_write_text(paths[name], tomli_w.dumps(data))
+        atomic_write_text(paths[name], text)
     return paths
 
 
@@ -105,10 +122,16 @@ def main(argv: list[str] | None = None) -> None:
     sys.path[:0] = [p for p in python_path if p not in sys.path]
     config = cli(RLConfig, "rl", argv)
     try:
+        # Everything that can fail is checked before the output directory is touched.
         check_model(config.trainer.model.name)
         check_plugins(config)
+        resume_step = pin_resume_step(config)
+        render_configs(config)
         output_dir = prepare_output_dir(config)
         paths = write_configs(config, output_dir / "configs")
+        if resume_step is not None:
+            discard_after(output_dir, resume_step)
+            rewind_metrics(output_dir / "metrics", resume_step)
     except ConfigError as e:
         print(f"rl: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

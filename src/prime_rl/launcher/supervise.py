@@ -1,5 +1,6 @@
-"""Runs the three processes of `rl` and watches them: the run succeeds when the trainer finishes; any other exit
-(or a non-zero one) stops the rest and prints the failing process's last log lines."""
+"""Runs the three processes of `rl` and watches them: the run succeeds when trainer and orchestrator both exit 0 (the
+orchestrator may still evaluate the final policy after the trainer is done); any other exit (or a non-zero one)
+stops the rest, prints the failing process's last log lines and how to resume. Nothing is restarted silently."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import httpx
 from prime_rl.launcher.config import RLConfig
 from prime_rl.launcher.processes import Child, ProcessSpec, stop_all, tail
 from prime_rl.launcher.progress import Progress, show
+from prime_rl.launcher.resume import latest_resumable
 from prime_rl.utils.logger import get_logger, setup_logger
 
 MODULES = {
@@ -49,6 +51,18 @@ def report_failure(child: Child, code: int, lines: int) -> None:
         print(f"  | {line}", file=sys.stderr)
 
 
+def report_resume(output_dir: Path) -> None:
+    """Tells how to continue: `rl` never restarts a process by itself."""
+    step = latest_resumable(output_dir)
+    hint = (
+        "no complete checkpoint to resume from"
+        if step is None
+        else (f"resume from the latest complete checkpoint (step {step}) with `--ckpt.resume-step -1`")
+    )
+    get_logger("rl").error(hint)
+    print(f"rl: {hint}", file=sys.stderr)
+
+
 def wait_healthy(url: str, timeout: float, children: list[Child]) -> Child | None:
     """Polls `/health` until it answers 200; returns a child that died meanwhile (None when healthy)."""
     deadline = time.monotonic() + timeout
@@ -66,7 +80,7 @@ def wait_healthy(url: str, timeout: float, children: list[Child]) -> Child | Non
 
 
 def watch(children: list[Child], progress: Progress, live: bool) -> tuple[Child | None, int]:
-    """Until the trainer exits 0 → `(None, 0)`; or the first failure → `(child, exit code)`."""
+    """Until trainer and orchestrator both exited 0 → `(None, 0)`; or the first failure → `(child, exit code)`."""
     logger = get_logger("rl")
     # The console already shows the progress line: this logger writes it to logs/rl.log only.
     progress_log = logging.getLogger("prime_rl.rl.progress")
@@ -78,13 +92,13 @@ def watch(children: list[Child], progress: Progress, live: bool) -> tuple[Child 
             code = child.poll()
             if code is None or child.name in finished:
                 continue
-            if code == 0 and child.name == "orchestrator":
+            if code == 0 and child.name in ("orchestrator", "trainer"):
                 finished.add(child.name)
-                logger.info("orchestrator finished")
+                logger.info("%s finished", child.name)
+                if finished == {"orchestrator", "trainer"}:
+                    progress.update()
+                    return None, 0
                 continue
-            if code == 0 and child.name == "trainer":
-                progress.update()
-                return None, 0
             return child, code if code != 0 else 1
         if progress.update():
             show(progress.line(), live)
@@ -113,6 +127,7 @@ def supervise(config: RLConfig, output_dir: Path, paths: dict[str, Path], python
             print()
         if failed is not None:
             report_failure(failed, code, config.tail_lines)
+            report_resume(output_dir)
             return 1
         logger.info("training finished: %d steps", config.trainer.max_steps)
         return 0

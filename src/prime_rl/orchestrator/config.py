@@ -119,7 +119,7 @@ class OrchestratorCkptConfig(BaseConfig):
 
     interval: int | None = Field(None, ge=1)
     """Save every `interval` steps (and at the last step); None disables checkpoints."""
-    resume_step: int | None = None
+    resume_step: int | None = Field(None, ge=-1)
     """Resume from this step's checkpoint (-1: the latest complete one); None starts fresh."""
     keep_last: int | None = Field(None, ge=1)
     """Keep only the newest `keep_last` orchestrator checkpoints (None keeps all)."""

@@ -2,6 +2,7 @@
 
 `rollouts/step_{>=S}` were generated for the lost part of the run and `broadcasts/step_{>S}` hold policies whose
 training was lost; the trainer (resuming at S) and the orchestrator (resuming its checkpoint of S) rebuild them.
+`checkpoints/step_{>S}` (only there when resuming from an earlier step on purpose) belong to the abandoned history.
 `rl` applies the rule before it starts any process, so no process can read a stale file; the orchestrator applies
 it again at start-up (a no-op under `rl`) for runs started by hand. Metrics records of steps >= S move to
 `metrics/discarded.jsonl`, so `metrics/*.jsonl` describe the one history that led to the final weights.
@@ -28,10 +29,12 @@ def batch_digest(batch: TrainingBatch) -> str:
 
 
 def discard_after(output_dir: Path, step: int) -> list[Path]:
-    """Deletes `rollouts/step_{>=step}` and `broadcasts/step_{>step}` (complete or not); returns what it deleted."""
+    """Deletes `rollouts/step_{>=step}`, `broadcasts/step_{>step}` and `checkpoints/step_{>step}` (complete or not;
+    later checkpoints exist only when resuming from an earlier one on purpose); returns what it deleted."""
     output_dir = Path(output_dir)
     stale = [p for s, p in step_dirs(output_dir / "rollouts", stable_only=False).items() if s >= step]
-    stale += [p for s, p in step_dirs(output_dir / "broadcasts", stable_only=False).items() if s > step]
+    for name in ("broadcasts", "checkpoints"):
+        stale += [p for s, p in step_dirs(output_dir / name, stable_only=False).items() if s > step]
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return stale

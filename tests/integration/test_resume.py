@@ -1,0 +1,123 @@
+"""Resume with exactly-once batches: SIGKILL the trainer, then the orchestrator, then the inference server of one
+tiny-model `rl` run at a random moment, resume each time with `--ckpt.resume-step -1`, and check the history.
+
+One run serves every assertion (the default suite stays lean): contiguous steps, no batch trained twice, each step
+trained the batch the surviving orchestrator wrote, final step count, and `[orchestrator.eval]` metrics.
+"""
+
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from prime_rl.utils.metrics import read_metrics
+
+MAX_STEPS = 9
+
+ENV_MODULE = """
+from prime_rl.environments import Example, Rubric, SingleTurnEnv
+
+def text_length(completion) -> float:
+    return (len(completion[-1]["content"]) % 7) / 6
+
+def load_environment():
+    examples = [Example(i, [{"role": "user", "content": f"Count to {i}."}]) for i in range(40)]
+    evals = [Example(100 + i, [{"role": "user", "content": f"Count to {i}."}]) for i in range(5)]
+    return SingleTurnEnv("count", examples, Rubric([text_length]), eval_dataset=evals)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _config(tmp_path: Path, model_dir: Path) -> Path:
+    (tmp_path / "count_env.py").write_text(ENV_MODULE)
+    env = f'id = "{tmp_path / "count_env.py"}"\n'
+    path = tmp_path / "rl.toml"
+    path.write_text(
+        f'output_dir = "{tmp_path / "out"}"\nmax_steps = {MAX_STEPS}\nmax_async_level = 1\nseq_len = 128\n'
+        f'[model]\nname = "{model_dir}"\n[ckpt]\ninterval = 1\n[inference.server]\nport = {_free_port()}\n'
+        "[orchestrator]\nbatch_size = 4\nrollouts_per_example = 2\n[orchestrator.sampling]\nmax_tokens = 8\n"
+        f"[[orchestrator.env]]\n{env}"
+        "[orchestrator.eval]\ninterval = 4\nnum_examples = 2\n[orchestrator.eval.sampling]\nmax_tokens = 4\n"
+        f"[[orchestrator.eval.env]]\n{env}"
+        "[trainer.optim]\nlr = 1e-3\n"
+    )
+    return path
+
+
+def _start(config: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(config), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=config.parent)
+
+
+def _pids(out: Path) -> dict[str, int]:
+    """The pids of the newest launch, from `started <name> (pid N)` lines of logs/rl.log."""
+    text = (out / "logs/rl.log").read_text() if (out / "logs/rl.log").is_file() else ""
+    return {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", text)}
+
+
+def _trained(out: Path) -> int:
+    path = out / "metrics/trainer.jsonl"
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+def _kill_during(config: Path, victim: str, rng: random.Random, *extra: str) -> str:
+    """Starts `rl`, SIGKILLs `victim` once a random number of new steps were trained (+ a random delay)."""
+    out = config.parent / "out"
+    before = _trained(out)
+    target = before + rng.randint(1, 2)
+    proc = _start(config, *extra)
+    deadline = time.monotonic() + 240
+    while _trained(out) < target:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 0.6))
+    os.kill(_pids(out)[victim], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr[-3000:]
+    assert f"{victim} exited with code -9" in stderr
+    return stderr
+
+
+def test_sigkill_each_process_then_resume_trains_every_batch_exactly_once(tmp_path, tiny_model_dir):
+    seed = random.randrange(2**32)
+    print(f"kill-moment seed: {seed}")
+    rng = random.Random(seed)
+    config = _config(tmp_path, tiny_model_dir)
+    out = tmp_path / "out"
+
+    stderr = _kill_during(config, "trainer", rng)
+    assert "with `--ckpt.resume-step -1`" in stderr
+    _kill_during(config, "orchestrator", rng, "--ckpt.resume-step", "-1")
+    _kill_during(config, "inference", rng, "--ckpt.resume-step", "-1")
+    final = _start(config, "--ckpt.resume-step", "-1")
+    _, stderr = final.communicate(timeout=300)
+    assert final.returncode == 0, stderr[-3000:]
+
+    trainer = read_metrics(out / "metrics/trainer.jsonl")
+    orchestrator = read_metrics(out / "metrics/orchestrator.jsonl")
+    assert [r["step"] for r in trainer] == list(range(MAX_STEPS))  # contiguous, none twice, none skipped
+    assert [r["step"] for r in orchestrator] == list(range(MAX_STEPS))
+    digests = [r["batch/digest"] for r in trainer]
+    assert len(set(digests)) == MAX_STEPS  # no batch trained twice
+    assert digests == [r["batch/digest"] for r in orchestrator]  # each step trained the batch written for it
+    assert (out / f"checkpoints/step_{MAX_STEPS}/trainer/STABLE").is_file()
+    assert (out / f"weights/step_{MAX_STEPS}/config.json").is_file()
+    assert not list((out / "rollouts").glob(f"step_{MAX_STEPS}*"))
+
+    # [orchestrator.eval] interval 4: after the batches of steps 3 and 7, and after the last one (final policy)
+    evaluated = [r["step"] for r in orchestrator if "eval/count/avg@1" in r]
+    assert evaluated == [3, 7, 8]
+    last = orchestrator[-1]
+    assert last["eval/policy"] == MAX_STEPS and last["eval/count/num_examples"] == 2
+    assert 0.0 <= last["eval/count/avg@1"] <= 1.0
