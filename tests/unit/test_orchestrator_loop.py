@@ -9,6 +9,7 @@ import time
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.orchestrator.orchestrator import run
@@ -20,8 +21,9 @@ from prime_rl.utils.metrics import read_metrics
 class FakeServer:
     """Answers chat completions with random tagged text; records weight updates; reports its policy step."""
 
-    def __init__(self):
-        self.policy, self.calls, self.requests = 0, [], 0
+    def __init__(self, failures: int = 0):
+        self.policy, self.calls, self.requests, self.bodies = 0, [], 0, []
+        self.failures = failures  # chat requests answered with HTTP 503 before the server works (-1: always)
         self.rng = random.Random(0)
         app = FastAPI()
         app.get("/health")(lambda: {"status": "ok"})
@@ -46,6 +48,11 @@ class FakeServer:
 
     def chat(self, body: dict):
         self.requests += 1
+        self.bodies.append(body)
+        if self.failures:
+            if self.failures > 0:
+                self.failures -= 1
+            return JSONResponse({"error": "overloaded"}, status_code=503)
         choices = []
         for _ in range(body["n"]):
             text = self.rng.choice(["<answer>olleh</answer>", "<answer>x</answer>", "nothing"])
@@ -79,14 +86,14 @@ def fake_trainer(output_dir, max_steps, seen):
             (tmp / "model.safetensors").write_bytes(b"")
 
 
-def _run(tmp_path, port, max_async_level, max_steps=4, **extra):
+def _run(tmp_path, port, max_async_level, max_steps=4, client_extra=None, **extra):
     config = OrchestratorConfig(
         output_dir=tmp_path,
         max_steps=max_steps,
         max_async_level=max_async_level,
         batch_size=6,
         rollouts_per_example=3,
-        client={"base_url": [f"http://127.0.0.1:{port}/v1"], "retry_timeout": 0},
+        client={"base_url": [f"http://127.0.0.1:{port}/v1"], "retry_timeout": 0, **(client_extra or {})},
         **extra,
     )
     seen = []

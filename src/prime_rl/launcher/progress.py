@@ -52,7 +52,8 @@ class Progress:
         """Reads new metrics; True when something changed."""
         changed = False
         for record in self.orchestrator.read():
-            self.rollout_step, self.reward, changed = record.get("step"), record.get("reward/mean"), True
+            if "reward/mean" in record:  # evaluation records have no training reward
+                self.rollout_step, self.reward, changed = record["step"], record["reward/mean"], True
         for record in self.trainer.read():
             self.trained = int(record.get("step", self.trained)) + 1
             self.loss = next((record[k] for k in LOSS_KEYS if k in record), self.loss)

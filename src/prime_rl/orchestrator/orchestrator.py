@@ -137,6 +137,24 @@ def eval_due(config: OrchestratorConfig, step: int) -> bool:
     return done % config.eval.interval == 0 or done == config.max_steps
 
 
+def log_eval(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -> None:
+    """An own record in `metrics/orchestrator.jsonl` (same `step` as the batch it followed) and a console line."""
+    from prime_rl.utils.logger import get_logger
+    from prime_rl.utils.metrics import MetricsWriter
+
+    avg = " | ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items() if "/avg@" in k)
+    get_logger("orchestrator").info("Eval after step %d (policy %d) | %s", step, metrics["eval/policy"], avg)
+    MetricsWriter(config.output_dir / "metrics" / "orchestrator.jsonl").write(step, metrics)
+
+
+def final_eval_logged(config: OrchestratorConfig) -> bool:
+    """Whether `metrics/orchestrator.jsonl` holds the evaluation of the final policy (`max_steps`)."""
+    from prime_rl.utils.metrics import read_metrics
+
+    path = config.output_dir / "metrics" / "orchestrator.jsonl"
+    return path.is_file() and any(r.get("eval/policy") == config.max_steps for r in read_metrics(path))
+
+
 async def run_eval(
     config: OrchestratorConfig, step: int, envs: dict[str, Environment], client: Any, scheduler: PolicyScheduler
 ) -> dict[str, float]:
@@ -147,7 +165,8 @@ async def run_eval(
     if step + 1 == config.max_steps:
         await scheduler.ensure(config.max_steps, "the final evaluation")
     metrics = await online_eval(config.eval, envs, client, seed=config.seed)
-    return metrics | {"eval/policy": float(scheduler.loaded), "time/eval": time.perf_counter() - start}
+    client.raise_if_unreachable()
+    return metrics | {"eval/policy": scheduler.loaded, "eval/time": time.perf_counter() - start}
 
 
 async def start_or_resume(config: OrchestratorConfig, buffer: ExampleBuffer, admin: InferenceAdmin) -> int:
@@ -234,11 +253,12 @@ async def run(config: OrchestratorConfig) -> None:
         timer = ScoreTimer(envs)
         logger.info("orchestrating steps %d..%d with envs %s", start_step, config.max_steps - 1, list(envs))
         for step in range(start_step, config.max_steps):
-            metrics = await orchestrate_step(config, step, buffer, envs, client, scheduler, sender, timer)
+            log_step(config, step, await orchestrate_step(config, step, buffer, envs, client, scheduler, sender, timer))
             if eval_due(config, step):
-                metrics |= await run_eval(config, step, eval_envs, client, scheduler)
-                client.raise_if_unreachable()
-            log_step(config, step, metrics)
+                log_eval(config, step, await run_eval(config, step, eval_envs, client, scheduler))
+        if start_step == config.max_steps and eval_due(config, start_step - 1) and not final_eval_logged(config):
+            # Resumed after the last step but before its evaluation was logged (killed while evaluating).
+            log_eval(config, start_step - 1, await run_eval(config, start_step - 1, eval_envs, client, scheduler))
     finally:
         await client.close()
         await admin.close()

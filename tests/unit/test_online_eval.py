@@ -1,0 +1,36 @@
+"""`[orchestrator.eval]`: every `interval` steps and after the last one (on the final policy) the orchestrator logs
+`online_eval`'s `eval/...` metrics as their own records in `metrics/orchestrator.jsonl`."""
+
+from test_orchestrator_loop import FakeServer, _run
+
+from prime_rl.orchestrator.config import OrchestratorConfig
+from prime_rl.orchestrator.orchestrator import eval_due
+from prime_rl.utils.metrics import read_metrics
+
+
+def test_eval_due_every_interval_and_after_the_last_step():
+    config = OrchestratorConfig(max_steps=7, eval={"interval": 3})
+    assert [s for s in range(7) if eval_due(config, s)] == [2, 5, 6]
+    assert not any(eval_due(OrchestratorConfig(max_steps=7), s) for s in range(7))
+
+
+def test_eval_records_in_orchestrator_metrics(tmp_path):
+    evaluation = {"interval": 2, "num_examples": 2, "rollouts_per_example": 2, "sampling": {"max_tokens": 5}}
+    with FakeServer() as server:
+        _run(tmp_path, server.port, 1, max_steps=3, eval=evaluation)
+    records = read_metrics(tmp_path / "metrics/orchestrator.jsonl")
+    assert [(r["step"], "eval/policy" in r) for r in records] == [
+        (0, False),
+        (1, False),
+        (1, True),
+        (2, False),
+        (2, True),
+    ]
+    final = records[-1]
+    assert final["eval/policy"] == 3  # the final policy, loaded before the last evaluation
+    assert final["eval/reverse-text/num_examples"] == 2
+    for key in ("avg@2", "pass@1", "pass@2", "completion_len", "truncated", "errored"):
+        assert f"eval/reverse-text/{key}" in final, key
+    assert not any("reward/mean" in r for r in records if "eval/policy" in r)
+    eval_requests = [b for b in server.bodies if b["max_tokens"] == 5]
+    assert len(eval_requests) == 2 * 2 and all(b["n"] == 2 for b in eval_requests)
