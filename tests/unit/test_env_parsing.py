@@ -89,6 +89,8 @@ def test_one_word_correct_and_weighting():
     reward, metrics = asyncio.run(env.rubric.score(rollout, example))
     assert metrics == {"one_word": 1 / 3, "correct": 1.0}
     assert reward == pytest.approx(1 / 3 + 0.5)
+    mixed = load_environment("one-word", format_weight=0.5, correct_weight=0.5)
+    assert asyncio.run(mixed.rubric.score(rollout, example))[0] == pytest.approx(0.5 / 3 + 0.5)
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 Reward `one_word`: `1 / number of words` of the last reply (words are runs of `[A-Za-z0-9']`), 0 for an empty
 reply, so 1.0 iff exactly one word. `correct` (1.0 if the expected word appears in the reply, case-insensitive)
-is logged as a metric and added to the reward with weight `correct_weight` (default 0: format only, as in the
-reference TRL run). Questions are split into disjoint train and eval sets.
+is logged as a metric; the reward is `format_weight * one_word + correct_weight * correct` (defaults 1 and 0:
+format only, as in the reference TRL run). Questions are split into disjoint train and eval sets.
 """
 
 from __future__ import annotations
@@ -92,11 +92,15 @@ def correct(completion: list[dict], answer: str) -> float:
 
 
 def load_environment(
-    num_train_examples: int = 1000, num_eval_examples: int = 64, seed: int = 0, correct_weight: float = 0.0
+    num_train_examples: int = 1000,
+    num_eval_examples: int = 64,
+    seed: int = 0,
+    correct_weight: float = 0.0,
+    format_weight: float = 1.0,
 ) -> SingleTurnEnv:
     questions = list(QUESTIONS)
     random.Random(seed).shuffle(questions)
     eval_questions, train_questions = questions[:NUM_EVAL_QUESTIONS], questions[NUM_EVAL_QUESTIONS:]
     train = make_examples(train_questions, num_train_examples, seed)
     evaluation = make_examples(eval_questions, num_eval_examples, seed + 1)
-    return SingleTurnEnv("one-word", train, Rubric([one_word, correct], [1.0, correct_weight]), evaluation)
+    return SingleTurnEnv("one-word", train, Rubric([one_word, correct], [format_weight, correct_weight]), evaluation)
