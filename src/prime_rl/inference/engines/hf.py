@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,11 @@ from prime_rl.inference.engines.kv_cache import SlotKVCache, register_attention
 from prime_rl.inference.engines.sampling import SamplingBatch, sample
 from prime_rl.inference.engines.weights import copy_into, read_weight_dir, unique_state
 from prime_rl.utils.logger import get_logger
+
+ARRIVAL_QUIET_S = 0.005
+ARRIVAL_MAX_WAIT_S = 0.05
+"""From idle, the engine waits until requests stop arriving for ARRIVAL_QUIET_S (at most ARRIVAL_MAX_WAIT_S), so a
+burst of requests shares one prefill instead of the first one being prefilled alone."""
 
 PREFILL_TOKEN_BUDGET = 4096
 """Most (padded) prompt tokens prefilled in one forward; bounds the attention activations of a prefill."""
@@ -221,11 +227,20 @@ class HFEngine(Engine):
 
     def _step(self) -> None:
         self._drop_cancelled()
+        if not self._active:
+            self._wait_for_burst()
         self._admit()
         if self._active:
             self._decode()
         if not self._active and not self._pending:
             self.cache.release()
+
+    def _wait_for_burst(self) -> None:
+        deadline = time.monotonic() + ARRIVAL_MAX_WAIT_S
+        seen = -1
+        while seen != len(self._pending) and time.monotonic() < deadline:
+            seen = len(self._pending)
+            time.sleep(ARRIVAL_QUIET_S)
 
     def _set_step(self, step: int) -> None:
         self.policy_step = step
