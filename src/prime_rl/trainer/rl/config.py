@@ -163,6 +163,8 @@ class RLTrainerConfig(BaseSettingsConfig):
     """Logging."""
     seed: int = 0
     """Seed of torch and of the fake data."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/inf loss or gradient norm: `stop` fails naming the step; `skip` skips the optimizer step and counts it."""
 
     @model_validator(mode="after")
     def _check_steps(self) -> RLTrainerConfig:

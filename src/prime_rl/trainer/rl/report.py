@@ -46,8 +46,9 @@ def log_step(
     result: StepResult,
     model: torch.nn.Module,
     writer: MetricsWriter,
+    extra: dict | None = None,
 ) -> dict:
-    record = step_metrics(step, batch, micro_batches, result)
+    record = step_metrics(step, batch, micro_batches, result) | (extra or {})
     record["perf/peak_memory_gib"] = peak_memory_gib(next(model.parameters()).device)
     writer.write(step, record)
     kl = summarize(torch.cat(result.metrics["mismatch_kl"]))["mean"] if "mismatch_kl" in result.metrics else math.nan

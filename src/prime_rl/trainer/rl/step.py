@@ -22,6 +22,8 @@ class StepResult:
     loss: float
     grad_norm: float
     lr: float
+    finite: bool
+    """False when the loss or the gradient norm was NaN/inf; the optimizer step was then skipped."""
     num_tokens: int
     num_loss_tokens: int
     metrics: dict[str, list[Tensor]] = field(default_factory=dict)
@@ -80,17 +82,17 @@ def train_step(
     max_norm: float | None,
     chunk_size: int,
 ) -> StepResult:
-    """Forward/backward over all micro-batches, clip, optimizer and scheduler step. Raises on a non-finite norm."""
+    """Forward/backward over all micro-batches, clip, optimizer and scheduler step (no optimizer step if non-finite)."""
     device = next(model.parameters()).device
     start = time.perf_counter()
     loss, metrics = forward_backward(model, micro_batches, loss_fn, loss_config, chunk_size)
     synchronize(device)
     mid = time.perf_counter()
     grad_norm = clip_grad_norm(model, max_norm)
-    if not math.isfinite(grad_norm):
-        raise FloatingPointError(f"gradient norm is {grad_norm} (loss {loss}); refusing the optimizer step")
+    finite = math.isfinite(loss) and math.isfinite(grad_norm)
     lr = optimizer.param_groups[0]["lr"]
-    optimizer.step()
+    if finite:
+        optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     synchronize(device)
@@ -99,6 +101,7 @@ def train_step(
         loss=loss,
         grad_norm=grad_norm,
         lr=lr,
+        finite=finite,
         num_tokens=sum(mb.num_tokens for mb in micro_batches),
         num_loss_tokens=sum(mb.num_loss_tokens for mb in micro_batches),
         metrics=metrics,

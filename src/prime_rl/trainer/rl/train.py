@@ -43,10 +43,10 @@ def train(config: RLTrainerConfig) -> None:
     metrics = MetricsWriter(out / "metrics" / "trainer.jsonl")
     keep_broadcasts = config.max_async_level + 1
 
-    step = 0
+    step, nonfinite_steps = 0, 0
     if config.ckpt.resume_step is not None:
         step = resolve_resume_step(out, config.ckpt.resume_step)
-        load_checkpoint(out, step, model, optimizer, scheduler)
+        nonfinite_steps = load_checkpoint(out, step, model, optimizer, scheduler).get("nonfinite_steps", 0)
         if step > 0 and not is_stable(broadcast_dir(out, step)):
             broadcast_weights(model, out, step, keep_broadcasts)
 
@@ -70,6 +70,14 @@ def train(config: RLTrainerConfig) -> None:
             config.model.logprob_chunk_size,
         )
         result.times["wait_for_batch"] = waited
+        if not result.finite:
+            if config.on_nonfinite == "stop":
+                raise FloatingPointError(
+                    f"step {step}: non-finite loss {result.loss} (gradient norm {result.grad_norm}); stopping because "
+                    f'trainer.on_nonfinite = "stop" (set "skip" to skip such steps)'
+                )
+            nonfinite_steps += 1
+            logger.warning(f"step {step}: non-finite loss {result.loss} or gradient norm; optimizer step skipped")
 
         t = time.perf_counter()
         broadcast_weights(model, out, step + 1, keep_broadcasts)
@@ -79,7 +87,7 @@ def train(config: RLTrainerConfig) -> None:
 
         t = time.perf_counter()
         if config.ckpt.interval and (step % config.ckpt.interval == 0 or final):
-            save_checkpoint(out, step, model, optimizer, scheduler)
+            save_checkpoint(out, step, model, optimizer, scheduler, {"nonfinite_steps": nonfinite_steps})
             prune_checkpoints(out, config.ckpt.keep_last)
         result.times["checkpoint"] = time.perf_counter() - t
 
@@ -89,7 +97,8 @@ def train(config: RLTrainerConfig) -> None:
             export_hf(model, tokenizer, out, step)
         result.times["export"] = time.perf_counter() - t
         result.times["step"] = time.perf_counter() - start
-        log_step(step - 1, batch, micro_batches, result, model, metrics)
+        counts = {"nonfinite": int(not result.finite), "nonfinite_steps": nonfinite_steps}
+        log_step(step - 1, batch, micro_batches, result, model, metrics, counts)
     logger.info(f"Finished training at step {step}")
 
 
