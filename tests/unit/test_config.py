@@ -166,3 +166,29 @@ def test_help_lists_every_field_with_its_docstring(capsys):
         cli(DemoConfig, "demo", ["--help"])
     assert e.value.code == 0
     assert "--optim.betas  Adam betas." in capsys.readouterr().out
+
+
+def test_type_union_with_a_named_default_checks_keys_of_that_variant():
+    from prime_rl.trainer.rl.config import RLTrainerConfig
+
+    config = parse_config(RLTrainerConfig, ["--optim.lr", "1e-5", "--scheduler.warmup-steps", "3"])
+    assert (config.optim.type, config.optim.lr, config.scheduler.type) == ("adamw", 1e-5, "constant")
+    with pytest.raises(
+        ConfigError, match=r"unknown key `optim.momentum` for type 'adamw' \(it belongs to type 'sgd'\)"
+    ):
+        parse_config(RLTrainerConfig, ["--optim.momentum", "0.5"])
+    assert parse_config(RLTrainerConfig, ["--optim.type", "sgd", "--optim.momentum", "0.5"]).optim.momentum == 0.5
+
+
+def test_help_into_a_closed_pipe_exits_cleanly():
+    import subprocess
+    import sys
+
+    code = (
+        "from prime_rl.trainer.rl.config import RLTrainerConfig; from prime_rl.utils.config import cli; "
+        "cli(RLTrainerConfig, 't')"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `--help | head -0`
+    assert proc.wait(timeout=60) == 0
+    assert b"Traceback" not in proc.stderr.read()

@@ -6,22 +6,11 @@ No torch import here: configs are parsed (and `--help` answered) before any heav
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Field
 
-from prime_rl.utils.config import BaseConfig
-
-
-def _defaulting_union(default: str, *models: type[BaseConfig]) -> Any:
-    """A union discriminated on `type` where a table without `type` means `default` (not the literal "default")."""
-
-    def pick(value: Any) -> str:
-        tag = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-        return tag or default
-
-    tagged = tuple(Annotated[m, Tag(m.model_fields["type"].default)] for m in models)
-    return Annotated[Union[tagged], Discriminator(pick)]  # noqa: UP007
+from prime_rl.utils.config import BaseConfig, type_union
 
 
 class ModelConfig(BaseConfig):
@@ -75,7 +64,7 @@ class SGDConfig(BaseConfig):
     """Clip the global gradient norm to this value (None: no clipping, the norm is still logged)."""
 
 
-OptimizerConfigType = _defaulting_union("adamw", AdamWConfig, SGDConfig)
+OptimizerConfigType = type_union(AdamWConfig, SGDConfig, default="adamw")
 
 
 class ConstantSchedulerConfig(BaseConfig):
@@ -108,8 +97,8 @@ class CosineSchedulerConfig(BaseConfig):
     """Learning rate reached at the last step."""
 
 
-SchedulerConfigType = _defaulting_union(
-    "constant", ConstantSchedulerConfig, LinearSchedulerConfig, CosineSchedulerConfig
+SchedulerConfigType = type_union(
+    ConstantSchedulerConfig, LinearSchedulerConfig, CosineSchedulerConfig, default="constant"
 )
 
 

@@ -57,16 +57,33 @@ class BaseSettingsConfig(BaseSettings):
 C = TypeVar("C", bound=BaseSettingsConfig)
 
 
-def _type_of(value: Any) -> str:
-    if isinstance(value, dict):
-        return value.get("type", "default")
-    return getattr(value, "type", "default")
+class _TypeOf:
+    """Discriminator of a `type_union`: the `type` of a table or model, `default` when a table has none."""
+
+    def __init__(self, default: str):
+        self.default = default
+        self.__name__ = f"type_or_{default}"  # pydantic names the union's validator after it
+
+    def __call__(self, value: Any) -> str:
+        if isinstance(value, dict):
+            return value.get("type") or self.default
+        return getattr(value, "type", None) or self.default
 
 
-def type_union(*models: type[BaseModel]) -> Any:
-    """A union of config models discriminated on their `type` literal; a table without `type` means `"default"`."""
+def type_union(*models: type[BaseModel], default: str = "default") -> Any:
+    """A union of config models discriminated on their `type` literal; a table without `type` means `default`."""
     tagged = tuple(typing.Annotated[m, Tag(_type_tag(m))] for m in models)
-    return typing.Annotated[Union[tagged], Discriminator(_type_of)]  # noqa: UP007
+    return typing.Annotated[Union[tagged], Discriminator(_TypeOf(default))]  # noqa: UP007
+
+
+def _union_default(annotation: Any, metadata: tuple | list = ()) -> str:
+    """The tag a table without `type` takes in the `type_union` of a field ("default" if there is none)."""
+    if get_origin(annotation) is typing.Annotated:
+        metadata = [*metadata, *annotation.__metadata__]
+    for meta in metadata:
+        if isinstance(meta, Discriminator) and isinstance(meta.discriminator, _TypeOf):
+            return meta.discriminator.default
+    return next((d for arg in get_args(annotation) if (d := _union_default(arg)) != "default"), "default")
 
 
 # ---------------------------------------------------------------- argv
@@ -194,10 +211,10 @@ def _type_tag(model: type[BaseModel]) -> str | None:
     return args[0] if get_origin(field.annotation) is Literal and args else field.default
 
 
-def _pick_variant(variants: list[type[BaseModel]], value: dict) -> type[BaseModel] | None:
+def _pick_variant(variants: list[type[BaseModel]], value: dict, default: str) -> type[BaseModel] | None:
     if len(variants) == 1:
         return variants[0]
-    tag = value.get("type", "default")
+    tag = value.get("type") or default
     for variant in variants:
         if _type_tag(variant) == tag:
             return variant
@@ -230,7 +247,8 @@ def check_keys(
             continue
         items = value if isinstance(value, list) else [value]
         for item in items:
-            if isinstance(item, dict) and (variant := _pick_variant(variants, item)) is not None:
+            default = _union_default(field.annotation, field.metadata)
+            if isinstance(item, dict) and (variant := _pick_variant(variants, item, default)) is not None:
                 check_keys(variant, item, source, f"{dotted}.", variants)
 
 
@@ -327,7 +345,10 @@ def cli(cls: type[C], prog: str, argv: list[str] | None = None) -> C:
     """Entry-point helper: prints help for `--help`, exits 2 with one line on a config error."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--help" in argv or "-h" in argv:
-        print(help_text(cls, prog))
+        try:
+            print(help_text(cls, prog), flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader left, which is not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(0)
     try:
         return parse_config(cls, argv)
