@@ -108,8 +108,7 @@ class ClientConfig(BaseConfig):
     timeout: float = Field(600.0, gt=0)
     """Seconds before one request times out."""
     retry_timeout: float = Field(120.0, ge=0)
-    """Seconds a request failing with a connection error, timeout or 5xx is retried (backoff 0.5 s doubling up to
-    10 s, next server first); then the orchestrator stops with an error naming the server(s). 0: no retry."""
+    """Seconds to retry a request failing with a connection error, timeout or 5xx before the run stops (0: no retry)."""
     health_timeout: float = Field(600.0, gt=0)
     """Seconds to wait at start-up for every server's `/health`."""
 
