@@ -4,7 +4,7 @@
 from test_orchestrator_loop import FakeServer, _run
 
 from prime_rl.orchestrator.config import OrchestratorConfig
-from prime_rl.orchestrator.orchestrator import eval_due
+from prime_rl.orchestrator.evaluation import eval_due
 from prime_rl.utils.metrics import read_metrics
 
 

@@ -122,53 +122,6 @@ def setup_client(config: OrchestratorConfig) -> RetryingClient:
     return RetryingClient(c.base_url, config.model.name, c.api_key, c.timeout, retry_timeout=c.retry_timeout)
 
 
-def setup_eval_environments(config: OrchestratorConfig, tokenizer: Any) -> dict[str, Environment]:
-    """The eval environments of `[orchestrator.eval]` (none without it)."""
-    from prime_rl.eval.evaluate import load_eval_environments
-
-    return load_eval_environments(config.eval.env, tokenizer) if config.eval is not None else {}
-
-
-def eval_due(config: OrchestratorConfig, step: int) -> bool:
-    """Evaluate after the batch of `step` when `step + 1` is a multiple of `eval.interval`, and after the last one."""
-    if config.eval is None:
-        return False
-    done = step + 1
-    return done % config.eval.interval == 0 or done == config.max_steps
-
-
-def log_eval(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -> None:
-    """An own record in `metrics/orchestrator.jsonl` (same `step` as the batch it followed) and a console line."""
-    from prime_rl.utils.logger import get_logger
-    from prime_rl.utils.metrics import MetricsWriter
-
-    avg = " | ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items() if "/avg@" in k)
-    get_logger("orchestrator").info("Eval after step %d (policy %d) | %s", step, metrics["eval/policy"], avg)
-    MetricsWriter(config.output_dir / "metrics" / "orchestrator.jsonl").write(step, metrics)
-
-
-def final_eval_logged(config: OrchestratorConfig) -> bool:
-    """Whether `metrics/orchestrator.jsonl` holds the evaluation of the final policy (`max_steps`)."""
-    from prime_rl.utils.metrics import read_metrics
-
-    path = config.output_dir / "metrics" / "orchestrator.jsonl"
-    return path.is_file() and any(r.get("eval/policy") == config.max_steps for r in read_metrics(path))
-
-
-async def run_eval(
-    config: OrchestratorConfig, step: int, envs: dict[str, Environment], client: Any, scheduler: PolicyScheduler
-) -> dict[str, float]:
-    """`online_eval` of the served policy; after the last step it first loads the final policy `max_steps`."""
-    from prime_rl.eval.evaluate import online_eval
-
-    start = time.perf_counter()
-    if step + 1 == config.max_steps:
-        await scheduler.ensure(config.max_steps, "the final evaluation")
-    metrics = await online_eval(config.eval, envs, client, seed=config.seed)
-    client.raise_if_unreachable()
-    return metrics | {"eval/policy": scheduler.loaded, "eval/time": time.perf_counter() - start}
-
-
 async def start_or_resume(config: OrchestratorConfig, buffer: ExampleBuffer, admin: InferenceAdmin) -> int:
     """The first step to produce. Fresh: the server reloads the base model. Resume from S: the buffer state of the
     checkpoint, and the files of the lost part of the run are discarded (`resume.py`)."""
@@ -184,7 +137,7 @@ async def start_or_resume(config: OrchestratorConfig, buffer: ExampleBuffer, adm
     stale = discard_after(config.output_dir, start_step)
     rewind_metrics(config.output_dir / "metrics", start_step, ("orchestrator.jsonl",))
     get_logger("orchestrator").info(
-        "resuming from orchestrator checkpoint of step %d (discarded %d stale rollout/broadcast dirs)",
+        "resuming from orchestrator checkpoint of step %d (discarded %d stale step directories)",
         start_step,
         len(stale),
     )
@@ -225,6 +178,13 @@ async def orchestrate_step(
 
 async def run(config: OrchestratorConfig) -> None:
     from prime_rl.orchestrator.admin import InferenceAdmin
+    from prime_rl.orchestrator.evaluation import (
+        eval_due,
+        final_eval_logged,
+        log_eval,
+        run_eval,
+        setup_eval_environments,
+    )
     from prime_rl.orchestrator.generate import ScoreTimer
     from prime_rl.orchestrator.scheduler import PolicyScheduler
     from prime_rl.transport.filesystem import FileSystemSender
