@@ -90,11 +90,12 @@ def _none_overrides(model, prefix: str = "") -> list[str]:
 
 
 def prepare_output_dir(config: RLConfig) -> Path:
-    """Creates the run directory; on a fresh start with `clean`, removes the outputs of an earlier run."""
+    """Creates the run directory. A fresh start removes an earlier run's batches and policies (a new run must never
+    read them) and, with `clean`, its metrics and logs."""
     output_dir = Path(config.orchestrator.output_dir)
     fresh = config.orchestrator.ckpt.resume_step is None and config.trainer.ckpt.resume_step is None
-    if fresh and config.clean:
-        for name in ("rollouts", "broadcasts", "metrics", "logs"):
+    if fresh:
+        for name in ("rollouts", "broadcasts", *(("metrics", "logs") if config.clean else ())):
             shutil.rmtree(output_dir / name, ignore_errors=True)
     for name in ("configs", "logs", "metrics"):
         (output_dir / name).mkdir(parents=True, exist_ok=True)

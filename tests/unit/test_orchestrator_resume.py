@@ -91,3 +91,16 @@ def test_batch_digest_is_a_content_hash():
     a, b = TrainingBatch(step=0, samples=[sample]), TrainingBatch(step=0, samples=[sample])
     assert batch_digest(a) == batch_digest(b) and len(batch_digest(a)) == 16
     assert batch_digest(a) != batch_digest(TrainingBatch(step=1, samples=[sample]))
+
+
+def test_fresh_start_never_keeps_an_earlier_runs_batches_or_policies(tmp_path):
+    from prime_rl.rl import prepare_output_dir
+
+    for name in ("rollouts/step_0/STABLE", "broadcasts/step_3/STABLE", "metrics/trainer.jsonl", "checkpoints/x"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("earlier run")
+    prepare_output_dir(RLConfig(output_dir=tmp_path, clean=False))
+    assert not (tmp_path / "rollouts").exists() and not (tmp_path / "broadcasts").exists()
+    assert (tmp_path / "metrics/trainer.jsonl").is_file() and (tmp_path / "checkpoints/x").is_file()
+    prepare_output_dir(RLConfig(output_dir=tmp_path))
+    assert not (tmp_path / "metrics/trainer.jsonl").exists() and (tmp_path / "checkpoints/x").is_file()

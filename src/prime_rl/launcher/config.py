@@ -86,7 +86,7 @@ class RLConfig(BaseSettingsConfig):
     ckpt: SharedCkptConfig = SharedCkptConfig()
     """Shared checkpointing."""
     clean: bool = True
-    """On a fresh start (no resume), delete `rollouts/`, `broadcasts/`, `metrics/` and `logs/` of an earlier run."""
+    """On a fresh start, also delete an earlier run's `metrics/` and `logs/` (its rollouts and broadcasts always go)."""
     health_timeout: float = Field(600.0, gt=0)
     """Seconds to wait for the inference server's `/health` before giving up."""
     tail_lines: int = Field(30, ge=1)
