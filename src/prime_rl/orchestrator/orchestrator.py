@@ -123,14 +123,16 @@ def setup_client(config: OrchestratorConfig) -> RetryingClient:
 
 
 async def start_or_resume(config: OrchestratorConfig, buffer: ExampleBuffer, admin: InferenceAdmin) -> int:
-    """The first step to produce. Fresh: the server reloads the base model. Resume from S: the buffer state of the
-    checkpoint, and the files of the lost part of the run are discarded (`resume.py`)."""
+    """The first step to produce. Fresh: an earlier run's rollouts and broadcasts are removed and the server reloads
+    the base model. Resume from S: the buffer state of the checkpoint; the files of the lost part of the run are
+    discarded (`resume.py`)."""
     from prime_rl.orchestrator import ckpt
     from prime_rl.orchestrator.resume import discard_after, rewind_metrics
     from prime_rl.utils.logger import get_logger
 
     start_step = ckpt.resolve_resume_step(config.output_dir, config.ckpt.resume_step)
     if start_step is None:
+        discard_after(config.output_dir, 0, checkpoints=False)  # an earlier run's batches and policies
         await admin.reload_weights()
         return 0
     buffer.load_state_dict(ckpt.load_ckpt(config.output_dir, start_step)["buffer"])

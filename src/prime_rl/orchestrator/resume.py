@@ -28,12 +28,13 @@ def batch_digest(batch: TrainingBatch) -> str:
     return hashlib.sha256(encode_batch(batch)).hexdigest()[:16]
 
 
-def discard_after(output_dir: Path, step: int) -> list[Path]:
-    """Deletes `rollouts/step_{>=step}`, `broadcasts/step_{>step}` and `checkpoints/step_{>step}` (complete or not;
-    later checkpoints exist only when resuming from an earlier one on purpose); returns what it deleted."""
+def discard_after(output_dir: Path, step: int, checkpoints: bool = True) -> list[Path]:
+    """Deletes `rollouts/step_{>=step}`, `broadcasts/step_{>step}` and (with `checkpoints`) `checkpoints/step_{>step}`
+    (complete or not; later checkpoints exist only when resuming from an earlier one on purpose); returns what it
+    deleted."""
     output_dir = Path(output_dir)
     stale = [p for s, p in step_dirs(output_dir / "rollouts", stable_only=False).items() if s >= step]
-    for name in ("broadcasts", "checkpoints"):
+    for name in ("broadcasts", "checkpoints") if checkpoints else ("broadcasts",):
         stale += [p for s, p in step_dirs(output_dir / name, stable_only=False).items() if s > step]
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
