@@ -1,10 +1,13 @@
 """`[orchestrator.eval]`: every `interval` steps and after the last one (on the final policy) the orchestrator logs
 `online_eval`'s `eval/...` metrics as their own records in `metrics/orchestrator.jsonl`."""
 
+import asyncio
+
 from test_orchestrator_loop import FakeServer, _run
 
 from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.orchestrator.evaluation import eval_due
+from prime_rl.orchestrator.orchestrator import run
 from prime_rl.utils.metrics import read_metrics
 
 
@@ -34,3 +37,24 @@ def test_eval_records_in_orchestrator_metrics(tmp_path):
     assert not any("reward/mean" in r for r in records if "eval/policy" in r)
     eval_requests = [b for b in server.bodies if b["max_tokens"] == 5]
     assert len(eval_requests) == 2 * 2 and all(b["n"] == 2 for b in eval_requests)
+
+
+def test_resume_after_the_last_step_runs_only_the_missing_final_eval(tmp_path):
+    evaluation = {"interval": 5, "num_examples": 1, "sampling": {"max_tokens": 5}}
+    with FakeServer() as server:
+        _run(tmp_path, server.port, 0, max_steps=2, eval=evaluation, ckpt={"interval": 1})
+        path = tmp_path / "metrics/orchestrator.jsonl"
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(lines[:-1]) + "\n")  # killed while evaluating the final policy
+        requests = server.requests
+        config = OrchestratorConfig(
+            output_dir=tmp_path, max_steps=2, max_async_level=0, batch_size=6, rollouts_per_example=3,
+            client={"base_url": [f"http://127.0.0.1:{server.port}/v1"], "retry_timeout": 0},
+            eval=evaluation, ckpt={"interval": 1, "resume_step": 2},
+        )  # fmt: skip
+        asyncio.run(run(config))
+        assert server.requests == requests + 1  # one eval request, no training rollouts
+        asyncio.run(run(config))
+        assert server.requests == requests + 1  # logged now: nothing to do
+    records = read_metrics(path)
+    assert [(r["step"], r.get("eval/policy")) for r in records] == [(0, None), (1, None), (1, 2)]
