@@ -38,7 +38,8 @@ def make_samples(advantages: list[float], prompt_len: int = 4, completion_len: i
 
 
 def test_gradients_do_not_depend_on_packing(tiny_model_dir):
-    model = setup_model(ModelConfig(name=str(tiny_model_dir)))
+    # float64: in float32 the two packings differ by summation-order noise (~1e-6 on the embedding gradient).
+    model = setup_model(ModelConfig(name=str(tiny_model_dir))).to(torch.float64)
     loss_config = LossConfig()
     loss_fn = setup_loss_fn(loss_config)
     samples = make_samples([1.0, -0.5, 0.25, 2.0])
@@ -50,7 +51,7 @@ def test_gradients_do_not_depend_on_packing(tiny_model_dir):
         forward_backward(model, micro_batches, loss_fn, loss_config, chunk_size=7)
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, grad in grads[0].items():
-        torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-5, msg=name)
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-10, rtol=1e-9, msg=name)
 
 
 def completion_logprob(model, micro_batch) -> float:

@@ -61,6 +61,7 @@ def sft_step(
         loss=loss,
         grad_norm=grad_norm,
         lr=lr,
+        finite=True,
         num_tokens=sum(mb.num_tokens for mb in micro_batches),
         num_loss_tokens=sum(mb.num_loss_tokens for mb in micro_batches),
         metrics=metrics,
