@@ -129,4 +129,3 @@ class LogConfig(BaseConfig):
     """Log level."""
     file: bool = True
     """Also log to `output_dir/logs/<process>.log`."""
-

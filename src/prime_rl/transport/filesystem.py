@@ -39,7 +39,8 @@ class FileSystemReceiver(BatchReceiver):
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.available(step):
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"no batch for step {step} under {rollout_dir(self.output_dir, step)} after {timeout}s")
+                where = rollout_dir(self.output_dir, step)
+                raise TimeoutError(f"no batch for step {step} under {where} after {timeout}s")
             time.sleep(self.poll_interval)
         batch = decode_batch((rollout_dir(self.output_dir, step) / BATCH_FILE).read_bytes())
         if batch.step != step:
