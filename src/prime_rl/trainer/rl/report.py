@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from prime_rl.orchestrator.resume import batch_digest
 from prime_rl.trainer.packing import MicroBatch
 from prime_rl.trainer.rl.step import StepResult
 from prime_rl.transport.types import TrainingBatch
@@ -18,6 +19,7 @@ def step_metrics(step: int, batch: TrainingBatch, micro_batches: list[MicroBatch
     """Every loss metric as mean/std/min/max over the step, plus optimizer, batch, throughput and time figures."""
     compute = result.times["forward_backward"] + result.times["optimizer"]
     record = {
+        "batch/digest": batch_digest(batch),  # which batch this step trained (docs/resume.md)
         "loss": result.loss,
         "optim/lr": result.lr,
         "optim/grad_norm": result.grad_norm,

@@ -28,7 +28,7 @@ def train(config: RLTrainerConfig) -> None:
     from prime_rl.utils.logger import setup_logger
     from prime_rl.utils.metrics import MetricsWriter
     from prime_rl.weights.broadcast import broadcast_dir, broadcast_weights
-    from prime_rl.weights.export import export_hf
+    from prime_rl.weights.export import export_dir, export_hf
 
     out = config.output_dir
     logger = setup_logger("trainer", config.log.level, out / "logs" / "trainer.log" if config.log.file else None)
@@ -99,6 +99,8 @@ def train(config: RLTrainerConfig) -> None:
         result.times["step"] = time.perf_counter() - start
         counts = {"nonfinite": int(not result.finite), "nonfinite_steps": nonfinite_steps}
         log_step(step - 1, batch, micro_batches, result, model, metrics, counts)
+    if step == config.max_steps and config.weights.final and not is_stable(export_dir(out, step)):
+        export_hf(model, tokenizer, out, step)  # resumed from the final checkpoint of a run killed before its export
     logger.info(f"Finished training at step {step}")
 
 
