@@ -70,3 +70,13 @@ def test_request_seed_is_stable_and_63_bit():
     assert request_seed(0, 1, 2, 3) == request_seed(0, 1, 2, 3)
     assert len({request_seed(0, s, g, r) for s in range(5) for g in range(5) for r in range(-1, 5)}) == 150
     assert all(0 <= request_seed(7, s, 0) < 2**63 for s in range(20))
+
+
+def test_eval_and_orchestrator_send_every_sampling_field():
+    from prime_rl.eval.evaluate import sampling_args
+    from prime_rl.orchestrator.config import SamplingConfig
+
+    config = SamplingConfig(temperature=0.7, top_p=0.9, top_k=5, min_p=0.1, max_tokens=9, min_tokens=2, stop=["x"])
+    args = sampling_args(config, seed=3)
+    assert (args.temperature, args.top_p, args.top_k, args.min_p) == (0.7, 0.9, 5, 0.1)
+    assert (args.max_tokens, args.min_tokens, args.stop, args.seed) == (9, 2, ["x"], 3)

@@ -33,9 +33,7 @@ def load_eval_environments(env_configs: list[EvalEnvConfig], tokenizer: Any) -> 
 
 
 def sampling_args(config: SamplingConfig, seed: int | None) -> SamplingArgs:
-    return SamplingArgs(
-        temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens, stop=config.stop, seed=seed
-    )
+    return config.to_args(seed)
 
 
 def example_limits(env_configs: list[EvalEnvConfig], names: list[str], default: int | None) -> dict[str, int | None]:

@@ -57,18 +57,7 @@ def setup_buffer(config: OrchestratorConfig, envs: dict[str, Environment]) -> Ex
 
 
 def setup_sampling(config: OrchestratorConfig) -> SamplingArgs:
-    from prime_rl.environments.base import SamplingArgs
-
-    s = config.sampling
-    return SamplingArgs(
-        temperature=s.temperature,
-        top_p=s.top_p,
-        top_k=s.top_k,
-        min_p=s.min_p,
-        max_tokens=s.max_tokens,
-        min_tokens=s.min_tokens,
-        stop=s.stop,
-    )
+    return config.sampling.to_args()
 
 
 def log_step(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -> None:
