@@ -91,22 +91,26 @@ class SamplingClient:
     async def close(self) -> None:
         await self._http.aclose()
 
+    async def _attempt(self, route: str, body: dict) -> list[Completion] | str:
+        """One request to the next server: its completions, or a retryable failure's description (4xx raises)."""
+        url = self.base_urls[next(self._next_url)] + route
+        try:
+            response = await self._http.post(url, json=body)
+        except httpx.TransportError as e:
+            return f"{url}: {type(e).__name__}: {e}"
+        if response.status_code < 400:
+            return parse_response(response.json(), url)
+        if response.status_code < 500:
+            raise SamplingError(f"{url} refused the request: HTTP {response.status_code}: {response.text[:500]}")
+        return f"{url}: HTTP {response.status_code}: {response.text[:200]}"
+
     async def _post(self, route: str, body: dict) -> list[Completion]:
         failures: list[str] = []
         for attempt in range(self.max_retries + 1):
-            url = self.base_urls[next(self._next_url)] + route
-            try:
-                response = await self._http.post(url, json=body)
-            except httpx.TransportError as e:
-                failures.append(f"{url}: {type(e).__name__}: {e}")
-            else:
-                if response.status_code < 400:
-                    return parse_response(response.json(), url)
-                if response.status_code < 500:
-                    raise SamplingError(
-                        f"{url} refused the request: HTTP {response.status_code}: {response.text[:500]}"
-                    )
-                failures.append(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
+            result = await self._attempt(route, body)
+            if not isinstance(result, str):
+                return result
+            failures.append(result)
             if attempt < self.max_retries:
                 await asyncio.sleep(self.retry_backoff * 2**attempt)
         tried = ", ".join(dict.fromkeys(f.split(": ", 1)[0] for f in failures))

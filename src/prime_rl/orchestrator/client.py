@@ -11,9 +11,7 @@ import asyncio
 import itertools
 import time
 
-import httpx
-
-from prime_rl.environments.client import Completion, SamplingClient, SamplingError, parse_response
+from prime_rl.environments.client import Completion, SamplingClient, SamplingError
 
 MAX_BACKOFF = 10.0
 
@@ -53,19 +51,10 @@ class RetryingClient(SamplingClient):
         start = time.monotonic()
         failures: list[str] = []
         for attempt in itertools.count():
-            url = self.base_urls[next(self._next_url)] + route
-            try:
-                response = await self._http.post(url, json=body)
-            except httpx.TransportError as e:
-                failures.append(f"{url}: {type(e).__name__}: {e}")
-            else:
-                if response.status_code < 400:
-                    return parse_response(response.json(), url)
-                if response.status_code < 500:
-                    raise SamplingError(
-                        f"{url} refused the request: HTTP {response.status_code}: {response.text[:500]}"
-                    )
-                failures.append(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
+            result = await self._attempt(route, body)
+            if not isinstance(result, str):
+                return result
+            failures.append(result)
             wait = backoff(attempt, self.first_backoff)
             if time.monotonic() - start + wait > self.retry_timeout or self.unreachable is not None:
                 break
