@@ -14,9 +14,10 @@ from prime_rl.utils.config import cli
 def train(config: RLTrainerConfig) -> None:
     import torch
 
-    from prime_rl.trainer.ckpt import load_checkpoint, prune_checkpoints, resolve_resume_step, save_checkpoint
+    from prime_rl.trainer.ckpt import load_checkpoint, resolve_resume_step
     from prime_rl.trainer.model import setup_model, setup_tokenizer
     from prime_rl.trainer.optim import setup_optimizer
+    from prime_rl.trainer.outputs import save_step_outputs
     from prime_rl.trainer.packing import pack_samples
     from prime_rl.trainer.rl.data import check_staleness, setup_data_loader
     from prime_rl.trainer.rl.loss import setup_loss_fn
@@ -85,17 +86,9 @@ def train(config: RLTrainerConfig) -> None:
         step += 1
         final = step == config.max_steps
 
-        t = time.perf_counter()
-        if config.ckpt.interval and (step % config.ckpt.interval == 0 or final):
-            save_checkpoint(out, step, model, optimizer, scheduler, {"nonfinite_steps": nonfinite_steps})
-            prune_checkpoints(out, config.ckpt.keep_last)
-        result.times["checkpoint"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        interval = config.weights.interval
-        if (interval and step % interval == 0) or (final and config.weights.final):
-            export_hf(model, tokenizer, out, step)
-        result.times["export"] = time.perf_counter() - t
+        extra = {"nonfinite_steps": nonfinite_steps}
+        args = (model, tokenizer, optimizer, scheduler, extra)
+        result.times |= save_step_outputs(out, step, final, config.ckpt, config.weights, *args)
         result.times["step"] = time.perf_counter() - start
         counts = {"nonfinite": int(not result.finite), "nonfinite_steps": nonfinite_steps}
         log_step(step - 1, batch, micro_batches, result, model, metrics, counts)

@@ -37,9 +37,10 @@ def setup_inputs(config: SFTConfig):
 def train(config: SFTConfig) -> None:
     import torch
 
-    from prime_rl.trainer.ckpt import load_checkpoint, prune_checkpoints, save_checkpoint
+    from prime_rl.trainer.ckpt import load_checkpoint
     from prime_rl.trainer.model import model_device, setup_model
     from prime_rl.trainer.optim import setup_optimizer
+    from prime_rl.trainer.outputs import save_step_outputs
     from prime_rl.trainer.packing import pack_samples
     from prime_rl.trainer.scheduler import setup_scheduler
     from prime_rl.trainer.sft.report import log_sft_step
@@ -47,7 +48,6 @@ def train(config: SFTConfig) -> None:
     from prime_rl.utils.device import set_num_threads
     from prime_rl.utils.logger import setup_logger
     from prime_rl.utils.metrics import MetricsWriter
-    from prime_rl.weights.export import export_hf
 
     out = config.output_dir
     logger = setup_logger("sft", config.log.level)  # console only: nothing is written before the inputs check out
@@ -75,17 +75,8 @@ def train(config: SFTConfig) -> None:
         step += 1
         final = step == config.max_steps
 
-        t = time.perf_counter()
-        if config.ckpt.interval and (step % config.ckpt.interval == 0 or final):
-            save_checkpoint(out, step, model, optimizer, scheduler)
-            prune_checkpoints(out, config.ckpt.keep_last)
-        result.times["checkpoint"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        interval = config.weights.interval
-        if (interval and step % interval == 0) or (final and config.weights.final):
-            export_hf(model, tokenizer, out, step)
-        result.times["export"] = time.perf_counter() - t
+        args = (model, tokenizer, optimizer, scheduler)
+        result.times |= save_step_outputs(out, step, final, config.ckpt, config.weights, *args)
         result.times["step"] = time.perf_counter() - start
         log_sft_step(step - 1, len(samples), micro_batches, result, model_device(model), metrics)
     logger.info(f"Finished SFT at step {step}")
