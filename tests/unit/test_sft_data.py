@@ -143,7 +143,7 @@ def test_config_errors_name_the_key(tmp_path: Path):
         parse_config(SFTConfig, ["--data.type", "default"])
     with pytest.raises(ConfigError, match=r"data file `.*missing.jsonl` not found"):
         parse_config(SFTConfig, ["--data.path", str(tmp_path / "missing.jsonl")])
-    with pytest.raises(ConfigError, match=r"`data.completion_format`.*placeholder `\{answer\}`"):
+    with pytest.raises(ConfigError, match=r"`data.completion_format`.*must contain `\{answer\}`"):
         parse_config(SFTConfig, ["--data.type", "environment", "--data.completion-format", "x"])
     with pytest.raises(ConfigError, match=r"warmup_steps \(5\) exceeds max_steps \(3\)"):
         parse_config(SFTConfig, ["--data.path", str(data), "--max-steps", "3", "--scheduler.warmup-steps", "5"])

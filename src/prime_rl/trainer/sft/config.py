@@ -59,7 +59,7 @@ class EnvironmentDataConfig(BaseConfig):
     @classmethod
     def _has_answer(cls, value: str | None) -> str | None:
         if value is not None and "{answer}" not in value:
-            raise ValueError("must contain the placeholder `{answer}`")
+            raise ValueError("must contain `{answer}` (replaced by the example's answer)")
         return value
 
 
