@@ -7,6 +7,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from prime_rl.environments.base import Environment, Example, Rollout, SamplingArgs, Turn
 from prime_rl.environments.client import Completion, SamplingClient, SamplingError
@@ -82,3 +83,17 @@ def load_environment(name_or_import_path: str, **args) -> Environment:
             "expected a prime_rl.environments.Environment"
         )
     return env
+
+
+def load_environments(env_configs: list[Any], tokenizer: Any) -> dict[str, Environment]:
+    """`{name: environment}` of `[[env]]` tables (`id`, `args`, optional `name`) in config order, each given the
+    policy's tokenizer; a table's `name` wins over the environment's own, and two equal names are an error."""
+    envs: dict[str, Environment] = {}
+    for env_config in env_configs:
+        env = load_environment(env_config.id, **env_config.args)
+        env.setup(tokenizer)
+        name = env_config.name or env.name
+        if name in envs:
+            raise ConfigError(f"two environments are named `{name}` (id {env_config.id!r}): set `name` in [[env]]")
+        envs[name] = env
+    return envs

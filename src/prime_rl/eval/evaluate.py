@@ -14,22 +14,13 @@ from prime_rl.environments.client import SamplingClient
 from prime_rl.eval.config import EvalEnvConfig, OnlineEvalConfig
 from prime_rl.eval.metrics import group_metrics
 from prime_rl.orchestrator.config import SamplingConfig
-from prime_rl.utils.config import ConfigError
 
 
 def load_eval_environments(env_configs: list[EvalEnvConfig], tokenizer: Any) -> dict[str, Environment]:
     """`{name: environment}` in config order (name: the table's `name`, else the environment's own name)."""
-    from prime_rl.environments import load_environment
+    from prime_rl.environments import load_environments
 
-    envs = {}
-    for env_config in env_configs:
-        env = load_environment(env_config.id, **env_config.args)
-        env.setup(tokenizer)
-        name = env_config.name or env.name
-        if name in envs:
-            raise ConfigError(f"two eval environments are named `{name}`: set `name` in the [[env]] table")
-        envs[name] = env
-    return envs
+    return load_environments(env_configs, tokenizer)
 
 
 def sampling_args(config: SamplingConfig, seed: int | None) -> SamplingArgs:

@@ -36,17 +36,9 @@ def setup_tokenizer(config: OrchestratorConfig) -> Any:
 def setup_environments(config: OrchestratorConfig, tokenizer: Any) -> dict[str, Environment]:
     """`{name: environment}` in config order (name: the `[[env]]` name, else the environment's own name);
     multi-turn environments get the policy's tokenizer."""
-    from prime_rl.environments import load_environment
+    from prime_rl.environments import load_environments
 
-    envs = {}
-    for env_config in config.env:
-        env = load_environment(env_config.id, **env_config.args)
-        env.setup(tokenizer)
-        name = env_config.name or env.name
-        if name in envs:
-            raise ValueError(f"two environments are named `{name}` (ids {env_config.id!r}, ...): set `name` in [[env]]")
-        envs[name] = env
-    return envs
+    return load_environments(config.env, tokenizer)
 
 
 def setup_buffer(config: OrchestratorConfig, envs: dict[str, Environment]) -> ExampleBuffer:
