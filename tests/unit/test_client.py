@@ -1,4 +1,4 @@
-"""SamplingClient against real local HTTP servers serving canned chat-completions responses."""
+"""InferenceClient against real local HTTP servers serving canned chat-completions and control responses."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from prime_rl.environments import SamplingArgs, SamplingClient, SamplingError
+from prime_rl.client import InferenceClient, InferenceError, InferenceUnreachable, RetryPolicy
+from prime_rl.orchestrator.config import SamplingConfig
 
 
 def canned_response(body: dict, policy_step: int) -> dict:
@@ -82,7 +83,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def call(client: SamplingClient, coro):
+async def call(client: InferenceClient, coro):
     try:
         return await coro
     finally:
@@ -91,10 +92,10 @@ async def call(client: SamplingClient, coro):
 
 def test_chat_sends_sampling_fields_and_parses_choices(servers):
     servers.append(server := FakeServer("a", policy_step=4))
-    client = SamplingClient([server.url], "my-model", api_key="secret")
-    sampling = SamplingArgs(temperature=0.7, top_k=20, max_tokens=16, stop=["</answer>"], seed=3)
+    client = InferenceClient([server.url], "my-model", api_key="secret")
+    sampling = SamplingConfig(temperature=0.7, top_k=20, max_tokens=16, stop=["</answer>"])
     messages = [{"role": "user", "content": "hi"}]
-    completions = asyncio.run(call(client, client.chat(messages, sampling, n=2)))
+    completions = asyncio.run(call(client, client.chat(messages, sampling, n=2, seed=3)))
 
     path, body, headers = server.requests[0]
     assert path == "/v1/chat/completions"
@@ -124,8 +125,8 @@ def test_chat_sends_sampling_fields_and_parses_choices(servers):
 
 def test_chat_tokens_posts_prompt_ids(servers):
     servers.append(server := FakeServer("a"))
-    client = SamplingClient([server.url + "/"], "m")
-    (completion,) = asyncio.run(call(client, client.chat_tokens([5, 6, 7], SamplingArgs())))
+    client = InferenceClient([server.url + "/"], "m")
+    (completion,) = asyncio.run(call(client, client.chat_tokens([5, 6, 7], SamplingConfig())))
     path, body, _ = server.requests[0]
     assert path == "/v1/chat/completions/tokens"
     assert body["tokens"] == [5, 6, 7] and body["messages"] == []
@@ -134,10 +135,10 @@ def test_chat_tokens_posts_prompt_ids(servers):
 
 def test_round_robin_over_servers(servers):
     servers.extend([a := FakeServer("a", policy_step=1), b := FakeServer("b", policy_step=2)])
-    client = SamplingClient([a.url, b.url], "m")
+    client = InferenceClient([a.url, b.url], "m")
 
     async def four():
-        return [(await client.chat([], SamplingArgs()))[0].policy_step for _ in range(4)]
+        return [(await client.chat([], SamplingConfig()))[0].policy_step for _ in range(4)]
 
     assert asyncio.run(call(client, four())) == [1, 2, 1, 2]
     assert len(a.requests) == len(b.requests) == 2
@@ -145,28 +146,30 @@ def test_round_robin_over_servers(servers):
 
 def test_retries_5xx_then_succeeds(servers):
     servers.append(server := FakeServer("a", fail_first=2))
-    client = SamplingClient([server.url], "m", retry_backoff=0.0)
-    (completion,) = asyncio.run(call(client, client.chat([], SamplingArgs())))
+    client = InferenceClient([server.url], "m", retry_policy=RetryPolicy(retries=5, first_backoff=0.0))
+    (completion,) = asyncio.run(call(client, client.chat([], SamplingConfig())))
     assert completion.text == "reply 0" and len(server.requests) == 3
 
 
 def test_unreachable_server_error_names_url():
     url = f"http://127.0.0.1:{free_port()}/v1"
-    client = SamplingClient([url], "m", max_retries=2, retry_backoff=0.0)
+    client = InferenceClient([url], "m", retry_policy=RetryPolicy(retries=2, first_backoff=0.0))
     with pytest.raises(
-        SamplingError, match=rf"inference server\(s\) {url}/chat/completions failed 3 attempts; last: .*Connect"
+        InferenceUnreachable,
+        match=rf"inference server\(s\) {url}/chat/completions unreachable: 3 attempts .*\(client.retries = 2\); "
+        r"last: .*Connect",
     ):
-        asyncio.run(call(client, client.chat([], SamplingArgs())))
+        asyncio.run(call(client, client.chat([], SamplingConfig())))
 
 
 def test_persistent_5xx_and_4xx(servers):
     servers.extend([busy := FakeServer("busy", status=500), bad := FakeServer("bad", status=422)])
-    client = SamplingClient([busy.url], "m", max_retries=1, retry_backoff=0.0)
-    with pytest.raises(SamplingError, match=r"failed 2 attempts; last: .*HTTP 500: .*busy busy"):
-        asyncio.run(call(client, client.chat([], SamplingArgs())))
-    client = SamplingClient([bad.url], "m", retry_backoff=0.0)
-    with pytest.raises(SamplingError, match=rf"{bad.url}/chat/completions refused the request: HTTP 422"):
-        asyncio.run(call(client, client.chat([], SamplingArgs())))
+    client = InferenceClient([busy.url], "m", retry_policy=RetryPolicy(retries=1, first_backoff=0.0))
+    with pytest.raises(InferenceUnreachable, match=r"unreachable: 2 attempts .*; last: .*HTTP 500: .*busy busy"):
+        asyncio.run(call(client, client.chat([], SamplingConfig())))
+    client = InferenceClient([bad.url], "m", retry_policy=RetryPolicy(retries=5, first_backoff=0.0))
+    with pytest.raises(InferenceError, match=rf"{bad.url}/chat/completions refused the request: HTTP 422"):
+        asyncio.run(call(client, client.chat([], SamplingConfig())))
     assert len(bad.requests) == 1  # client errors are not retried
 
 
@@ -178,9 +181,63 @@ def test_malformed_response_names_server(servers):
         return {**canned_response(body, 0), "choices": [{**canned_response(body, 0)["choices"][0], "logprobs": None}]}
 
     servers.extend([a := FakeServer("a", respond=no_prompt_ids), b := FakeServer("b", respond=missing_logprobs)])
-    client = SamplingClient([a.url], "m")
-    with pytest.raises(SamplingError, match=rf"malformed response from {a.url}/chat/completions: KeyError"):
-        asyncio.run(call(client, client.chat([], SamplingArgs())))
-    client = SamplingClient([b.url], "m")
-    with pytest.raises(SamplingError, match=r"ValueError: 3 token ids but 0 logprobs"):
-        asyncio.run(call(client, client.chat([], SamplingArgs())))
+    client = InferenceClient([a.url], "m")
+    with pytest.raises(InferenceError, match=rf"malformed response from {a.url}/chat/completions: KeyError"):
+        asyncio.run(call(client, client.chat([], SamplingConfig())))
+    client = InferenceClient([b.url], "m")
+    with pytest.raises(InferenceError, match=r"ValueError: 3 token ids but 0 logprobs"):
+        asyncio.run(call(client, client.chat([], SamplingConfig())))
+
+
+def test_retry_policy_bounds_attempts_or_time():
+    assert [RetryPolicy(deadline=1).backoff(a) for a in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    attempts = RetryPolicy(retries=2)
+    assert [attempts.wait(a, elapsed=0.0) for a in range(4)] == [0.5, 1.0, None, None]
+    deadline = RetryPolicy(deadline=3.0)  # the last wait is cut so that the last retry starts at the deadline
+    assert [deadline.wait(2, t) for t in (0.9, 1.5, 3.0)] == [2.0, 1.5, None] and deadline.wait(0, 0.0) == 0.5
+    both = RetryPolicy(retries=5, deadline=1.0)
+    assert (both.wait(1, 0.0), both.wait(1, 0.5), both.wait(5, 0.0), both.wait(1, 1.0)) == (1.0, 0.5, None, None)
+    assert RetryPolicy(deadline=0.3, key="client.retry_timeout").describe() == "client.retry_timeout = 0.3"
+    assert both.describe() == "client.retries = 5, client.retry_timeout = 1"
+    with pytest.raises(ValueError, match=r"RetryPolicy needs `retries` or `deadline`"):
+        RetryPolicy()
+
+
+def test_update_weights_reaches_every_server_under_the_retry_policy(servers, tmp_path):
+    def ok(body):
+        return {"status": "ok", "policy_step": body["step"]}
+
+    servers.extend([a := FakeServer("a", fail_first=2, respond=ok), b := FakeServer("b", respond=ok)])
+    client = InferenceClient([a.url, b.url], "m", retry_policy=RetryPolicy(retries=2, first_backoff=0.0))
+    assert asyncio.run(call(client, client.update_weights(tmp_path, 7))) == 7
+    assert [path for path, _, _ in a.requests] == ["/update_weights"] * 3 and len(b.requests) == 1
+    assert a.requests[-1][1] == {"weight_dir": str(tmp_path.resolve()), "step": 7}
+
+    servers.append(c := FakeServer("c", fail_first=3, respond=ok))
+    client = InferenceClient([c.url], "m", retry_policy=RetryPolicy(retries=2, first_backoff=0.0))
+    root = c.url.removesuffix("/v1")
+    with pytest.raises(InferenceUnreachable, match=rf"{root}/update_weights unreachable: 3 attempts .*HTTP 503"):
+        asyncio.run(call(client, client.update_weights(tmp_path, 7)))
+
+
+def test_control_requests_refused_or_unreachable_name_the_url(servers, tmp_path):
+    servers.append(bad := FakeServer("bad", status=403))
+    client = InferenceClient([bad.url], "m", retry_policy=RetryPolicy(retries=3, first_backoff=0.0))
+    root = bad.url.removesuffix("/v1")
+    with pytest.raises(InferenceError, match=rf"^{root}/update_weights refused the request: HTTP 403: .*bad busy"):
+        asyncio.run(call(client, client.update_weights(tmp_path)))
+    assert len(bad.requests) == 1 and bad.requests[0][1] == {"weight_dir": str(tmp_path.resolve())}
+
+    root = f"http://127.0.0.1:{free_port()}"
+    client = InferenceClient([f"{root}/v1"], "m", retry_policy=RetryPolicy(deadline=0.3, first_backoff=0.05))
+    with pytest.raises(InferenceUnreachable) as reload_error:
+        asyncio.run(call(client, client.reload_weights()))
+    message = str(reload_error.value)
+    assert message.startswith(f"inference server(s) {root}/reload_weights unreachable: ")
+    assert "(client.retry_timeout = 0.3)" in message and "ConnectError" in message
+    assert int(message.split(": ")[1].split(" attempts")[0]) >= 3  # 0.05 + 0.1 + ... within 0.3 s
+
+    client = InferenceClient([f"{root}/v1"], "m")
+    health = rf"^inference server {root} not healthy after 0.2s: .*{root}/health unreachable: 2 attempts .*= 0.2\)"
+    with pytest.raises(InferenceUnreachable, match=health):
+        asyncio.run(call(client, client.wait_healthy(0.2)))

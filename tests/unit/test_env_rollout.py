@@ -7,8 +7,15 @@ import logging
 
 import pytest
 
-from prime_rl.environments import Completion, Example, Rubric, SamplingArgs, SingleTurnEnv, load_environment
-from prime_rl.environments.client import SamplingError
+from prime_rl.environments import (
+    Completion,
+    Example,
+    InferenceError,
+    Rubric,
+    SamplingConfig,
+    SingleTurnEnv,
+    load_environment,
+)
 from prime_rl.orchestrator.trajectories import rollout_to_samples
 from prime_rl.utils.models import resolve_model_path
 
@@ -29,19 +36,19 @@ class FakeClient:
             out.append(Completion(text, list(prompt_ids), ids, logprobs, "stop", self.policy_step))
         return out
 
-    async def chat(self, messages, sampling, n=1):
+    async def chat(self, messages, sampling, n=1, seed=None):
         self.requests.append(("chat", [dict(m) for m in messages]))
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
         return self._complete(ids, n)
 
-    async def chat_tokens(self, prompt_ids, sampling, n=1, messages=None):
+    async def chat_tokens(self, prompt_ids, sampling, n=1, seed=None, messages=None):
         self.requests.append(("tokens", list(prompt_ids)))
         return self._complete(prompt_ids, n)
 
 
 class BrokenClient:
-    async def chat(self, messages, sampling, n=1):
-        raise SamplingError("inference server(s) http://127.0.0.1:1/v1 failed 6 attempts")
+    async def chat(self, messages, sampling, n=1, seed=None):
+        raise InferenceError("inference server(s) http://127.0.0.1:1/v1 failed 6 attempts")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +69,7 @@ def test_single_turn_group_scores_each_rollout(tokenizer):
 
     env = toy_env(exact)
     client = FakeClient(tokenizer, ["yes", "no", "yes"], policy_step=7)
-    rollouts = asyncio.run(env.run_group(client, env.dataset()[1], SamplingArgs(temperature=0.8), n=3))
+    rollouts = asyncio.run(env.run_group(client, env.dataset()[1], SamplingConfig(temperature=0.8), n=3))
     assert [r.reward for r in rollouts] == [1.0, 0.0, 1.0]
     assert [r.metrics for r in rollouts] == [{"exact": 1.0}, {"exact": 0.0}, {"exact": 1.0}]
     assert len(client.requests) == 1  # one request with n=3
@@ -78,7 +85,7 @@ def test_raising_reward_fn_marks_rollout_errored(tokenizer, caplog):
 
     env = toy_env(broken)
     with caplog.at_level(logging.WARNING, logger="prime_rl"):
-        rollout = asyncio.run(env.run(FakeClient(tokenizer, ["yes"]), env.dataset()[2], SamplingArgs()))
+        rollout = asyncio.run(env.run(FakeClient(tokenizer, ["yes"]), env.dataset()[2], SamplingConfig()))
     assert rollout.reward == 0.0
     assert rollout.error.startswith("reward function `broken` failed: KeyError: 'missing'")
     assert "toy example 2: reward function `broken` failed" in caplog.text
@@ -88,7 +95,7 @@ def test_raising_reward_fn_marks_rollout_errored(tokenizer, caplog):
 
 def test_non_finite_reward_is_an_error(tokenizer):
     env = toy_env(lambda completion: float("nan"))
-    rollout = asyncio.run(env.run(FakeClient(tokenizer, ["yes"]), env.dataset()[0], SamplingArgs()))
+    rollout = asyncio.run(env.run(FakeClient(tokenizer, ["yes"]), env.dataset()[0], SamplingConfig()))
     assert rollout.error == "reward function `<lambda>` returned nan"
 
 
@@ -101,17 +108,17 @@ def test_async_reward_fn_and_weights(tokenizer):
 
     examples = [Example(0, [{"role": "user", "content": "q"}])]
     env = SingleTurnEnv("toy", examples, Rubric([length, one], [0.5, 2.0]))
-    rollout = asyncio.run(env.run(FakeClient(tokenizer, ["abcd"]), examples[0], SamplingArgs()))
+    rollout = asyncio.run(env.run(FakeClient(tokenizer, ["abcd"]), examples[0], SamplingConfig()))
     assert (rollout.reward, rollout.metrics) == (4.0, {"length": 4.0, "one": 1.0})
 
 
 def test_failed_generation_gives_errored_rollouts():
     env = toy_env(lambda completion: 1.0)
-    rollouts = asyncio.run(env.run_group(BrokenClient(), env.dataset()[0], SamplingArgs(), n=2))
+    rollouts = asyncio.run(env.run_group(BrokenClient(), env.dataset()[0], SamplingConfig(), n=2))
     assert len(rollouts) == 2
     assert all(r.reward == 0.0 and r.turns == [] for r in rollouts)
-    assert rollouts[0].error.startswith("rollout failed: SamplingError: inference server(s) http://127.0.0.1:1/v1")
-    single = asyncio.run(env.run(BrokenClient(), env.dataset()[0], SamplingArgs()))
+    assert rollouts[0].error.startswith("rollout failed: InferenceError: inference server(s) http://127.0.0.1:1/v1")
+    single = asyncio.run(env.run(BrokenClient(), env.dataset()[0], SamplingConfig()))
     assert single.error == rollouts[0].error
 
 
@@ -128,7 +135,7 @@ def test_guess_number_multi_turn_exact_prefixes(tokenizer):
     env.setup(tokenizer)
     example = next(ex for ex in env.dataset() if ex.answer == "7")
     client = FakeClient(tokenizer, ["<answer>5</answer>", "I think 9", "<answer>7</answer>"])
-    rollout = asyncio.run(env.run(client, example, SamplingArgs()))
+    rollout = asyncio.run(env.run(client, example, SamplingConfig()))
 
     assert [m["content"] for m in rollout.completion] == [
         "<answer>5</answer>",
@@ -169,7 +176,7 @@ def test_guess_number_stops_at_max_turns_without_trailing_feedback(tokenizer):
     env = load_environment("guess-number", max_turns=2)
     env.setup(tokenizer)
     example = next(ex for ex in env.dataset() if ex.answer == "7")
-    rollout = asyncio.run(env.run(FakeClient(tokenizer, ["1", "banana"]), example, SamplingArgs()))
+    rollout = asyncio.run(env.run(FakeClient(tokenizer, ["1", "banana"]), example, SamplingConfig()))
     assert [m["role"] for m in rollout.completion] == ["assistant", "user", "assistant"]
     assert rollout.reward == 0.0 and rollout.metrics["num_guesses"] == 2.0
     assert rollout.error is None
@@ -177,7 +184,7 @@ def test_guess_number_stops_at_max_turns_without_trailing_feedback(tokenizer):
 
 def test_multi_turn_without_tokenizer_is_an_errored_rollout(tokenizer):
     env = load_environment("guess-number")
-    rollout = asyncio.run(env.run(FakeClient(tokenizer, []), env.dataset()[0], SamplingArgs()))
+    rollout = asyncio.run(env.run(FakeClient(tokenizer, []), env.dataset()[0], SamplingConfig()))
     assert "call env.setup(tokenizer) first" in rollout.error
 
 
@@ -196,7 +203,7 @@ def test_template_that_rewrites_replies_falls_back_to_messages_and_splits(tokeni
     env.setup(rewriting)
     example = next(ex for ex in env.dataset() if ex.answer == "7")
     client = FakeClient(rewriting, ["<answer>5</answer>", "<answer>9</answer>", "<answer>7</answer>"])
-    rollout = asyncio.run(env.run(client, example, SamplingArgs()))
+    rollout = asyncio.run(env.run(client, example, SamplingConfig()))
     assert [kind for kind, _ in client.requests] == ["chat", "chat", "chat"]
     samples = rollout_to_samples(rollout)
     assert len(samples) == 3

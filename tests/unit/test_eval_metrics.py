@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from prime_rl.environments import Completion, Example, Rubric, SingleTurnEnv
-from prime_rl.environments.base import Rollout, SamplingArgs, Turn
+from prime_rl.environments.types import Rollout, SamplingConfig, Turn
 from prime_rl.eval.config import EvalConfig, OnlineEvalConfig
 from prime_rl.eval.evaluate import evaluate, online_eval
 from prime_rl.eval.metrics import group_metrics, k_values, pass_at_k
@@ -72,8 +72,8 @@ class ScriptedClient:
         self.replies = {k: list(v) for k, v in replies.items()}
         self.seeds: dict[str, int | None] = {}
 
-    async def chat(self, messages, sampling, n=1):
-        self.seeds[messages[-1]["content"]] = sampling.seed
+    async def chat(self, messages, sampling, n=1, seed=None):
+        self.seeds[messages[-1]["content"]] = seed
         texts = [self.replies[messages[-1]["content"]].pop(0) for _ in range(n)]
         finish = "length" if sampling.max_tokens == 1 else "stop"
         return [Completion(t, [1, 2], [3] * len(t), [0.0] * len(t), finish, 7) for t in texts]
@@ -93,7 +93,7 @@ def env_with(prompts: list[str], answers: list[str], eval_split: bool = True) ->
 def test_evaluate_runs_every_env_eval_split_with_k_samples():
     envs = {"a": env_with(["p1", "p2", "p3"], ["y", "y", "y"]), "b": env_with(["q1"], ["zz"])}
     client = ScriptedClient({"p1": ["y", "n"], "p2": ["n", "n"], "p3": ["unused"], "q1": ["zz", "zz"]})
-    out = asyncio.run(evaluate(envs, client, {"a": 2, "b": None}, 2, SamplingArgs(max_tokens=5), max_concurrent=1))
+    out = asyncio.run(evaluate(envs, client, {"a": 2, "b": None}, 2, SamplingConfig(max_tokens=5), max_concurrent=1))
     assert out == {
         "a/avg@2": 0.25,
         "a/pass@1": 0.25,
@@ -113,17 +113,17 @@ def test_evaluate_runs_every_env_eval_split_with_k_samples():
         "b/reward/exact": 1.0,
     }
     truncated = asyncio.run(
-        evaluate({"b": env_with(["q1"], ["z"])}, ScriptedClient({"q1": ["z"]}), None, 1, SamplingArgs(max_tokens=1))
+        evaluate({"b": env_with(["q1"], ["z"])}, ScriptedClient({"q1": ["z"]}), None, 1, SamplingConfig(max_tokens=1))
     )
     assert truncated["b/truncated"] == 1.0 and truncated["b/avg@1"] == 1.0
     with pytest.raises(ValueError, match="environment `c` has no eval split"):
-        asyncio.run(evaluate({"c": env_with(["p"], ["y"], eval_split=False)}, client, None, 1, SamplingArgs()))
+        asyncio.run(evaluate({"c": env_with(["p"], ["y"], eval_split=False)}, client, None, 1, SamplingConfig()))
 
 
 def test_seeded_sampling_differs_per_example_and_online_eval_prefixes_keys():
     envs = {"a": env_with(["p1", "p2"], ["y", "y"])}
     client = ScriptedClient({"p1": ["y"], "p2": ["n"]})
-    asyncio.run(evaluate(envs, client, None, 1, SamplingArgs(seed=10)))
+    asyncio.run(evaluate(envs, client, None, 1, SamplingConfig(), seed=10))
     assert client.seeds == {"p1": 10, "p2": 11}  # seed + example_id
 
     config = OnlineEvalConfig(interval=5, env=[{"id": "x", "name": "a", "num_examples": 1}], rollouts_per_example=2)

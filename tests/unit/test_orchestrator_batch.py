@@ -1,6 +1,6 @@
 import pytest
 
-from prime_rl.environments.base import Example, Rollout, Turn
+from prime_rl.environments.types import Example, Rollout, Turn
 from prime_rl.orchestrator.batch import Group, assemble_batch, baseline_rewards
 from prime_rl.orchestrator.config import AdvantageConfig, CustomAdvantageConfig
 

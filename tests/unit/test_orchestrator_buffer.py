@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from prime_rl.environments.base import Example
+from prime_rl.environments.types import Example
 from prime_rl.orchestrator.buffer import ExampleBuffer
 
 

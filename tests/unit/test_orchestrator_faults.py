@@ -7,25 +7,27 @@ import sys
 import pytest
 from test_orchestrator_loop import FakeServer, _run
 
-from prime_rl.environments.base import SamplingArgs
-from prime_rl.orchestrator.client import InferenceUnreachable, RetryingClient, backoff
-from prime_rl.orchestrator.config import OrchestratorConfig
-from prime_rl.orchestrator.orchestrator import main, run
+from prime_rl.client import InferenceClient, InferenceUnreachable, RetryPolicy
+from prime_rl.orchestrator.config import OrchestratorConfig, SamplingConfig
+from prime_rl.orchestrator.orchestrator import main, run, setup_client
 from prime_rl.utils.metrics import read_metrics
 
 
-def test_backoff_doubles_up_to_the_cap():
-    assert [backoff(a) for a in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+def test_orchestrator_client_retries_for_retry_timeout_and_remembers():
+    client = setup_client(OrchestratorConfig(client={"retry_timeout": 7}))
+    assert client.retry_policy == RetryPolicy(deadline=7, key="client.retry_timeout")
+    assert client.remember_unreachable and [client.retry_policy.backoff(a) for a in (0, 4, 5)] == [0.5, 8.0, 10.0]
 
 
 def test_unreachable_server_retried_for_the_budget_then_named():
     async def go():
-        client = RetryingClient(["http://127.0.0.1:9/v1"], "m", retry_timeout=0.3, first_backoff=0.05)
+        retry = RetryPolicy(deadline=0.3, first_backoff=0.05, key="client.retry_timeout")
+        client = InferenceClient(["http://127.0.0.1:9/v1"], "m", retry_policy=retry, remember_unreachable=True)
         try:
             with pytest.raises(InferenceUnreachable) as first:
-                await client.chat([{"role": "user", "content": "hi"}], SamplingArgs())
+                await client.chat([{"role": "user", "content": "hi"}], SamplingConfig())
             with pytest.raises(InferenceUnreachable) as second:  # later requests fail at once, same error
-                await client.chat([{"role": "user", "content": "hi"}], SamplingArgs())
+                await client.chat([{"role": "user", "content": "hi"}], SamplingConfig())
         finally:
             await client.close()
         return str(first.value), second.value is first.value

@@ -2,23 +2,23 @@
 resumed step asks for the same seeds again."""
 
 import asyncio
-import dataclasses
 
 from test_orchestrator_loop import FakeServer, _run
 
-from prime_rl.environments.base import Environment, Example, Rollout, SamplingArgs
+from prime_rl.client.wire import request_body
+from prime_rl.environments.base import Environment
 from prime_rl.environments.rubric import Rubric
-from prime_rl.orchestrator.config import OrchestratorConfig
+from prime_rl.environments.types import Example, Rollout, SamplingConfig
 from prime_rl.orchestrator.generate import request_seed, run_seeded_group
-from prime_rl.orchestrator.orchestrator import setup_sampling
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.9, "top_k": 5, "min_p": 0.05, "max_tokens": 7, "min_tokens": 2,
             "stop": ["</answer>"]}  # fmt: skip
 
 
-def test_setup_sampling_passes_every_field():
-    args = setup_sampling(OrchestratorConfig(sampling=SAMPLING))
-    assert dataclasses.asdict(args) == {**SAMPLING, "seed": None}
+def test_request_body_carries_every_sampling_field():
+    body = request_body("m", SamplingConfig(**SAMPLING), n=3, seed=None)
+    assert set(SAMPLING) == set(SamplingConfig.model_fields)  # a new field must be added here too
+    assert {k: body[k] for k in SAMPLING} == SAMPLING and body["seed"] is None and body["n"] == 3
 
 
 def test_request_bodies_carry_all_sampling_args_and_distinct_seeds(tmp_path):
@@ -53,15 +53,15 @@ class EpisodeEnv(Environment):
     def eval_dataset(self):
         return []
 
-    async def rollout(self, client, example: Example, sampling: SamplingArgs) -> Rollout:
-        self.seeds.append(sampling.seed)
+    async def rollout(self, client, example: Example, sampling: SamplingConfig, seed: int | None = None) -> Rollout:
+        self.seeds.append(seed)
         return Rollout(example.example_id, self.name, example.prompt, [], [])
 
 
 def test_episodes_of_a_group_get_distinct_seeds():
     env = EpisodeEnv()
     seeds = [request_seed(0, 5, 1, r) for r in range(-1, 4)]
-    rollouts = asyncio.run(run_seeded_group(env, None, env.dataset()[0], SamplingArgs(), 4, seeds))
+    rollouts = asyncio.run(run_seeded_group(env, None, env.dataset()[0], SamplingConfig(), 4, seeds))
     assert len(rollouts) == 4
     assert sorted(env.seeds) == sorted(seeds[1:]) and len(set(env.seeds)) == 4
 
@@ -70,13 +70,3 @@ def test_request_seed_is_stable_and_63_bit():
     assert request_seed(0, 1, 2, 3) == request_seed(0, 1, 2, 3)
     assert len({request_seed(0, s, g, r) for s in range(5) for g in range(5) for r in range(-1, 5)}) == 150
     assert all(0 <= request_seed(7, s, 0) < 2**63 for s in range(20))
-
-
-def test_eval_and_orchestrator_send_every_sampling_field():
-    from prime_rl.eval.evaluate import sampling_args
-    from prime_rl.orchestrator.config import SamplingConfig
-
-    config = SamplingConfig(temperature=0.7, top_p=0.9, top_k=5, min_p=0.1, max_tokens=9, min_tokens=2, stop=["x"])
-    args = sampling_args(config, seed=3)
-    assert (args.temperature, args.top_p, args.top_k, args.min_p) == (0.7, 0.9, 5, 0.1)
-    assert (args.max_tokens, args.min_tokens, args.stop, args.seed) == (9, 2, ["x"], 3)

@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from prime_rl.environments import load_environment
-from prime_rl.environments.base import Rollout
+from prime_rl.environments.types import Rollout
 from prime_rl.trainer.sft.config import EnvironmentDataConfig, SFTConfig
 from prime_rl.trainer.sft.data import (
     Conversation,

@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prime_rl.environments.base import Environment, Example, Rollout, SamplingArgs, Turn
-from prime_rl.environments.client import Completion, SamplingClient, SamplingError
+from prime_rl.client import Completion, InferenceClient, InferenceError
+from prime_rl.environments.base import Environment
 from prime_rl.environments.multi_turn import MultiTurnEnv
 from prime_rl.environments.rubric import RewardError, Rubric
 from prime_rl.environments.single_turn import SingleTurnEnv
+from prime_rl.environments.types import Example, Rollout, SamplingConfig, Turn
 from prime_rl.utils.config import ConfigError, bind_kwargs
 
 BUILTINS = {
@@ -27,13 +28,13 @@ __all__ = [
     "Completion",
     "Environment",
     "Example",
+    "InferenceClient",
+    "InferenceError",
     "MultiTurnEnv",
     "RewardError",
     "Rollout",
     "Rubric",
-    "SamplingArgs",
-    "SamplingClient",
-    "SamplingError",
+    "SamplingConfig",
     "SingleTurnEnv",
     "Turn",
     "load_environment",

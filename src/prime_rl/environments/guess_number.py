@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 import re
 
-from prime_rl.environments.base import Example
 from prime_rl.environments.multi_turn import MultiTurnEnv
 from prime_rl.environments.parsing import parse_answer
 from prime_rl.environments.rubric import Rubric
+from prime_rl.environments.types import Example
 
 PROMPT = (
     "I am thinking of a whole number between 1 and {high}. Guess it. After each guess I will tell you whether "

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import inspect
 from abc import abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prime_rl.environments.base import Environment, Example, Rollout, SamplingArgs
-from prime_rl.environments.client import Completion, SamplingClient
+from prime_rl.environments.base import Environment
 from prime_rl.environments.single_turn import completion_turn
+from prime_rl.environments.types import Example, Rollout, SamplingConfig
+
+if TYPE_CHECKING:
+    from prime_rl.client import Completion, InferenceClient
 
 
 def render_env_tokens(
@@ -62,15 +65,22 @@ class MultiTurnEnv(Environment):
         """Whether the episode ended after the last assistant message."""
 
     async def _sample(
-        self, client: SamplingClient, messages: list[dict], prompt_ids: list[int] | None, sampling: SamplingArgs
+        self,
+        client: InferenceClient,
+        messages: list[dict],
+        prompt_ids: list[int] | None,
+        sampling: SamplingConfig,
+        seed: int | None,
     ) -> Completion:
         if prompt_ids is None:
-            (completion,) = await client.chat(messages, sampling, n=1)
+            (completion,) = await client.chat(messages, sampling, n=1, seed=seed)
         else:
-            (completion,) = await client.chat_tokens(prompt_ids, sampling, n=1, messages=messages)
+            (completion,) = await client.chat_tokens(prompt_ids, sampling, n=1, seed=seed, messages=messages)
         return completion
 
-    async def rollout(self, client: SamplingClient, example: Example, sampling: SamplingArgs) -> Rollout:
+    async def rollout(
+        self, client: InferenceClient, example: Example, sampling: SamplingConfig, seed: int | None = None
+    ) -> Rollout:
         if getattr(self, "tokenizer", None) is None:
             raise RuntimeError(f"environment `{self.name}` is multi-turn: call env.setup(tokenizer) first")
         state = self.initial_state(example)
@@ -78,7 +88,7 @@ class MultiTurnEnv(Environment):
         rollout = Rollout(example.example_id, self.name, example.prompt, completion=[], turns=[])
         prompt_ids: list[int] | None = None
         for turn_index in range(self.max_turns):
-            completion = await self._sample(client, messages, prompt_ids, sampling)
+            completion = await self._sample(client, messages, prompt_ids, sampling, seed)
             rollout.turns.append(completion_turn(completion, sampling))
             reply = {"role": "assistant", "content": completion.text}
             messages.append(reply)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import random
 
-from prime_rl.environments.base import Example
 from prime_rl.environments.parsing import count_words, last_assistant_text
 from prime_rl.environments.rubric import Rubric
 from prime_rl.environments.single_turn import SingleTurnEnv
+from prime_rl.environments.types import Example
 
 QUESTIONS = (
     ("What is the capital of France?", "Paris"),

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import random
 
-from prime_rl.environments.base import Example
 from prime_rl.environments.parsing import last_assistant_text, lcs_ratio, parse_answer
 from prime_rl.environments.rubric import Rubric
 from prime_rl.environments.single_turn import SingleTurnEnv
+from prime_rl.environments.types import Example
 
 _WORD_TEXT = (
     "apple river stone cloud green quick light house music paper water night bread table chair dream smile "

@@ -11,10 +11,9 @@ import inspect
 import math
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from prime_rl.environments.base import Example, Rollout
+from prime_rl.environments.types import Example, Rollout
 
 REWARD_ARGS = ("prompt", "completion", "answer", "info")
 

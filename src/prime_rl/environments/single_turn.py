@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from prime_rl.environments.base import Environment, Example, Rollout, SamplingArgs, Turn, errored_rollout
-from prime_rl.environments.client import Completion, SamplingClient
+from prime_rl.environments.base import Environment, errored_rollout
 from prime_rl.environments.rubric import Rubric, describe_exception
+from prime_rl.environments.types import Example, Rollout, SamplingConfig, Turn
 from prime_rl.utils.logger import get_logger
 
+if TYPE_CHECKING:
+    from prime_rl.client import Completion, InferenceClient
 
-def completion_turn(completion: Completion, sampling: SamplingArgs) -> Turn:
+
+def completion_turn(completion: Completion, sampling: SamplingConfig) -> Turn:
     """The `Turn` record of one sampled completion (every completion token is a model token, mask True)."""
     return Turn(
         prompt_ids=completion.prompt_ids,
@@ -53,7 +57,7 @@ class SingleTurnEnv(Environment):
             return None
         return [{"role": "assistant", "content": self.reference_format.replace("{answer}", example.answer)}]
 
-    def _to_rollout(self, example: Example, completion: Completion, sampling: SamplingArgs) -> Rollout:
+    def _to_rollout(self, example: Example, completion: Completion, sampling: SamplingConfig) -> Rollout:
         return Rollout(
             example_id=example.example_id,
             env_name=self.name,
@@ -63,15 +67,17 @@ class SingleTurnEnv(Environment):
             is_truncated=completion.finish_reason == "length",
         )
 
-    async def rollout(self, client: SamplingClient, example: Example, sampling: SamplingArgs) -> Rollout:
-        (completion,) = await client.chat(example.prompt, sampling, n=1)
+    async def rollout(
+        self, client: InferenceClient, example: Example, sampling: SamplingConfig, seed: int | None = None
+    ) -> Rollout:
+        (completion,) = await client.chat(example.prompt, sampling, n=1, seed=seed)
         return self._to_rollout(example, completion, sampling)
 
     async def run_group(
-        self, client: SamplingClient, example: Example, sampling: SamplingArgs, n: int
+        self, client: InferenceClient, example: Example, sampling: SamplingConfig, n: int, seed: int | None = None
     ) -> list[Rollout]:
         try:
-            completions = await client.chat(example.prompt, sampling, n=n)
+            completions = await client.chat(example.prompt, sampling, n=n, seed=seed)
             if len(completions) != n:
                 raise ValueError(f"asked for {n} choices, got {len(completions)}")
         except Exception as e:

@@ -35,41 +35,36 @@ def setup_environments(config: EvalConfig) -> dict[str, Any]:
 
 async def evaluate_policies(config: EvalConfig, envs: dict, base_url: str) -> dict[str, dict[str, Any]]:
     """Serves each policy target in turn and evaluates it: `{label: {policy_step, weight_dir, metrics}}`."""
-    import httpx
-
-    from prime_rl.environments.client import SamplingClient
-    from prime_rl.eval.evaluate import evaluate, example_limits, sampling_args
-    from prime_rl.eval.server import load_policy, policy_targets
+    from prime_rl.eval.evaluate import evaluate, example_limits
+    from prime_rl.eval.server import load_policy, policy_targets, setup_client
     from prime_rl.utils.logger import get_logger
 
     logger = get_logger("eval")
-    sampling = sampling_args(config.sampling, config.seed)
     limits = example_limits(config.env, list(envs), config.num_examples)
-    c = config.client
-    client = SamplingClient([base_url], config.model.name, c.api_key, c.timeout, max_retries=c.retries)
-    headers = {"Authorization": f"Bearer {c.api_key}"} if c.api_key else {}
+    client = setup_client(config, base_url)
     results = {}
-    async with httpx.AsyncClient(headers=headers, timeout=c.timeout) as http:
-        try:
-            for label, weight_dir in policy_targets(config):
-                policy_step = await load_policy(http, base_url, weight_dir)
-                logger.info(f"evaluating {label} (policy step {policy_step})")
-                metrics = await evaluate(
-                    envs,
-                    client,
-                    limits,
-                    config.rollouts_per_example,
-                    sampling,
-                    config.max_concurrent,
-                    config.pass_threshold,
-                )
-                for name in envs:
-                    if metrics[f"{name}/errored"] > 0:
-                        logger.warning(f"{label} {name}: {metrics[f'{name}/errored']:.0%} of the rollouts errored")
-                entry = {"policy_step": policy_step, "weight_dir": str(weight_dir) if weight_dir else None}
-                results[label] = entry | {"metrics": metrics}
-        finally:
-            await client.close()
+    try:
+        await client.wait_healthy(config.client.health_timeout)
+        for label, weight_dir in policy_targets(config):
+            policy_step = await load_policy(client, weight_dir)
+            logger.info(f"evaluating {label} (policy step {policy_step})")
+            metrics = await evaluate(
+                envs,
+                client,
+                limits,
+                config.rollouts_per_example,
+                config.sampling,
+                config.seed,
+                config.max_concurrent,
+                config.pass_threshold,
+            )
+            for name in envs:
+                if metrics[f"{name}/errored"] > 0:
+                    logger.warning(f"{label} {name}: {metrics[f'{name}/errored']:.0%} of the rollouts errored")
+            entry = {"policy_step": policy_step, "weight_dir": str(weight_dir) if weight_dir else None}
+            results[label] = entry | {"metrics": metrics}
+    finally:
+        await client.close()
     return results
 
 
@@ -97,13 +92,15 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     import sys
 
+    from prime_rl.client import InferenceError
+
     config = cli(EvalConfig, "eval", argv)
     try:
         run_eval(config)
     except (ConfigError, FileNotFoundError) as e:
         print(f"eval: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except RuntimeError as e:  # the server failed to start, or refused a weight directory
+    except (RuntimeError, InferenceError) as e:  # the server failed to start, or refused a weight directory
         print(f"eval: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
 

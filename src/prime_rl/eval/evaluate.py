@@ -1,4 +1,4 @@
-"""The reusable core of evaluation: run environments' eval splits through a sampling client and summarise.
+"""The reusable core of evaluation: run environments' eval splits through the inference client and summarise.
 
 `rl`'s orchestrator can call `evaluate` every `[orchestrator.eval] interval` steps and log the result under `eval/`.
 """
@@ -6,14 +6,13 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
-from prime_rl.environments.base import Environment, Example, Rollout, SamplingArgs
-from prime_rl.environments.client import SamplingClient
+from prime_rl.client import InferenceClient
+from prime_rl.environments.base import Environment
+from prime_rl.environments.types import Example, Rollout, SamplingConfig
 from prime_rl.eval.config import EvalEnvConfig, OnlineEvalConfig
 from prime_rl.eval.metrics import group_metrics
-from prime_rl.orchestrator.config import SamplingConfig
 
 
 def load_eval_environments(env_configs: list[EvalEnvConfig], tokenizer: Any) -> dict[str, Environment]:
@@ -21,10 +20,6 @@ def load_eval_environments(env_configs: list[EvalEnvConfig], tokenizer: Any) -> 
     from prime_rl.environments import load_environments
 
     return load_environments(env_configs, tokenizer)
-
-
-def sampling_args(config: SamplingConfig, seed: int | None) -> SamplingArgs:
-    return config.to_args(seed)
 
 
 def example_limits(env_configs: list[EvalEnvConfig], names: list[str], default: int | None) -> dict[str, int | None]:
@@ -42,44 +37,44 @@ def eval_examples(env: Environment, name: str, num_examples: int | None) -> list
 
 async def run_groups(
     env: Environment,
-    client: SamplingClient,
+    client: InferenceClient,
     examples: list[Example],
     k: int,
-    sampling: SamplingArgs,
+    sampling: SamplingConfig,
+    seed: int | None,
     semaphore: asyncio.Semaphore,
 ) -> list[list[Rollout]]:
     """One scored group of `k` rollouts per example, in example order (rollout errors are inside the rollouts).
-    A seeded `sampling` gets `seed + example_id` per example, so examples do not share one random stream."""
+    With a `seed`, example `i` is sampled with `seed + i`, so examples do not share one random stream."""
 
     async def one(example: Example) -> list[Rollout]:
-        seeded = (
-            sampling
-            if sampling.seed is None
-            else dataclasses.replace(sampling, seed=sampling.seed + example.example_id)
-        )
         async with semaphore:
-            return await env.run_group(client, example, seeded, k)
+            return await env.run_group(
+                client, example, sampling, k, None if seed is None else seed + example.example_id
+            )
 
     return list(await asyncio.gather(*(one(ex) for ex in examples)))
 
 
 async def evaluate(
     envs: dict[str, Environment],
-    client: SamplingClient,
+    client: InferenceClient,
     num_examples: int | dict[str, int | None] | None,
     k: int,
-    sampling: SamplingArgs,
+    sampling: SamplingConfig,
+    seed: int | None = None,
     max_concurrent: int = 32,
     pass_threshold: float = 1.0,
 ) -> dict[str, float]:
     """`{"<env>/<metric>": value}` for every environment: `avg@k`, `pass@1..k`, `completion_len`, `truncated`,
     `errored`, `num_examples`, `reward/<fn>` (see `group_metrics`). `num_examples` is one limit for all environments
-    or a per-name mapping; all environments run concurrently under one `max_concurrent` limit of examples."""
+    or a per-name mapping; all environments run concurrently under one `max_concurrent` limit of examples; `seed`
+    (None: unseeded) is offset by each example's id."""
     semaphore = asyncio.Semaphore(max_concurrent)
     limits = num_examples if isinstance(num_examples, dict) else dict.fromkeys(envs, num_examples)
     examples = {name: eval_examples(env, name, limits.get(name)) for name, env in envs.items()}
     groups = await asyncio.gather(
-        *(run_groups(env, client, examples[name], k, sampling, semaphore) for name, env in envs.items())
+        *(run_groups(env, client, examples[name], k, sampling, seed, semaphore) for name, env in envs.items())
     )
     out: dict[str, float] = {}
     for name, env_groups in zip(envs, groups, strict=True):
@@ -88,7 +83,7 @@ async def evaluate(
 
 
 async def online_eval(
-    config: OnlineEvalConfig, envs: dict[str, Environment], client: SamplingClient, seed: int | None = None
+    config: OnlineEvalConfig, envs: dict[str, Environment], client: InferenceClient, seed: int | None = None
 ) -> dict[str, float]:
     """`evaluate` as configured by `[orchestrator.eval]`, with every key prefixed `eval/` for the metrics log."""
     metrics = await evaluate(
@@ -96,7 +91,8 @@ async def online_eval(
         client,
         example_limits(config.env, list(envs), config.num_examples),
         config.rollouts_per_example,
-        sampling_args(config.sampling, seed),
+        config.sampling,
+        seed,
         config.max_concurrent,
         config.pass_threshold,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from prime_rl.environments.base import Rollout
+from prime_rl.environments.types import Rollout
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -24,11 +24,6 @@ def k_values(n: int) -> list[int]:
     return [*ks, n]
 
 
-def model_tokens(rollout: Rollout) -> int:
-    """Completion tokens the model sampled (environment tokens of multi-turn rollouts excluded)."""
-    return sum(sum(turn.completion_mask) for turn in rollout.turns)
-
-
 def group_metrics(groups: list[list[Rollout]], pass_threshold: float = 1.0) -> dict[str, float]:
     """Metrics of one environment's groups (one group of `n` rollouts per example, errored rollouts score 0):
     `avg@n`, `pass@k` for every k of `k_values(n)`, `completion_len`, `truncated`, `errored`, `num_examples`,
@@ -43,7 +38,7 @@ def group_metrics(groups: list[list[Rollout]], pass_threshold: float = 1.0) -> d
     for k in k_values(n):
         passes = [pass_at_k(n, sum(r.reward >= pass_threshold for r in g), k) for g in groups]
         out[f"pass@{k}"] = sum(passes) / len(passes)
-    out["completion_len"] = sum(model_tokens(r) for r in rollouts) / len(rollouts)
+    out["completion_len"] = sum(r.completion_length for r in rollouts) / len(rollouts)
     out["truncated"] = sum(r.is_truncated for r in rollouts) / len(rollouts)
     out["errored"] = sum(r.error is not None for r in rollouts) / len(rollouts)
     out["num_examples"] = float(len(groups))

@@ -1,5 +1,5 @@
 """The inference server an evaluation talks to: a running one, or one started (and stopped) here as a child process
-with the launcher's process helpers; and switching the served policy between `weights/step_N` directories."""
+with the launcher's process helpers; the client to it, and switching the served policy between `weights/step_N`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
+from prime_rl.client import InferenceClient, RetryPolicy, root_url
 from prime_rl.eval.config import EvalConfig
 from prime_rl.utils.fs import step_dirs
 
@@ -82,9 +81,7 @@ def inference_server(config: EvalConfig) -> Iterator[str]:
     from prime_rl.launcher.supervise import wait_healthy
 
     if config.client.base_url is not None:
-        base_url = config.client.base_url.rstrip("/")
-        wait_healthy(health_url(base_url), config.client.health_timeout, [])
-        yield base_url
+        yield config.client.base_url.rstrip("/")  # the client waits for its health
         return
     port = config.server.port or free_port()
     eval_dir = config.output_dir / "eval"
@@ -95,7 +92,7 @@ def inference_server(config: EvalConfig) -> Iterator[str]:
     child = Child(spec)
     try:
         base_url = f"http://127.0.0.1:{port}/v1"
-        dead = wait_healthy(health_url(base_url), config.client.health_timeout, [child])
+        dead = wait_healthy(f"{root_url(base_url)}/health", config.client.health_timeout, [child])
         if dead is not None:
             lines = "\n  | ".join(tail(spec.log_path, 20))
             raise RuntimeError(f"the inference server exited with code {dead.poll()}; {spec.log_path}:\n  | {lines}")
@@ -104,22 +101,13 @@ def inference_server(config: EvalConfig) -> Iterator[str]:
         child.stop()
 
 
-def health_url(base_url: str) -> str:
-    root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
-    return f"{root}/health"
+def setup_client(config: EvalConfig, base_url: str) -> InferenceClient:
+    """The client of the evaluated server: a request failing `client.retries` + 1 times errors its rollout."""
+    c = config.client
+    retry = RetryPolicy(retries=c.retries, key="client.retries")
+    return InferenceClient([base_url], config.model.name, c.api_key, c.timeout, retry)
 
 
-async def load_policy(http: httpx.AsyncClient, base_url: str, weight_dir: Path | None) -> int:
+async def load_policy(client: InferenceClient, weight_dir: Path | None) -> int:
     """Serves `weight_dir` (`/update_weights`) or the base model (`/reload_weights`); returns the served policy step."""
-    root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
-    if weight_dir is None:
-        url, body = f"{root}/reload_weights", None
-    else:
-        url, body = f"{root}/update_weights", {"weight_dir": str(weight_dir.resolve())}
-    try:
-        response = await http.post(url, json=body)
-    except httpx.TransportError as e:
-        raise RuntimeError(f"{url} ({weight_dir or 'base model'}): inference server unreachable: {e!r}") from e
-    if response.status_code != 200:
-        raise RuntimeError(f"{url} ({weight_dir or 'base model'}): HTTP {response.status_code}: {response.text[:500]}")
-    return int(response.json()["policy_step"])
+    return await client.reload_weights() if weight_dir is None else await client.update_weights(weight_dir)

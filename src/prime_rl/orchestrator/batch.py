@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from prime_rl.environments.base import Example, Rollout
+from prime_rl.environments.types import Example, Rollout
 from prime_rl.orchestrator.advantage import compute_advantages
 from prime_rl.orchestrator.trajectories import SampleParts, rollout_to_samples
 from prime_rl.transport.types import TrainingBatch, TrainingSample
@@ -32,11 +32,6 @@ class BatchStats:
     dropped_groups: int = 0
     dropped_samples: int = 0
     truncated_samples: int = 0
-
-
-def completion_length(parts: list[SampleParts]) -> int:
-    """Completion tokens of a rollout (model and environment tokens); the advantage functions' `completion_lengths`."""
-    return sum(len(p.completion_ids) for p in parts)
 
 
 def baseline_rewards(rollouts: list[Rollout]) -> list[float]:
@@ -86,12 +81,13 @@ def assemble_batch(
     sizes = {len(g.rollouts) for g in groups}
     if len(sizes) > 1:
         raise ValueError(f"step {step}: groups of different sizes {sorted(sizes)}; advantages need complete groups")
-    group_size = sizes.pop() if sizes else 1
+    rollouts_per_example = sizes.pop() if sizes else 1
     parts_E_G = [[rollout_to_samples(r) for r in g.rollouts] for g in groups]
     rewards = [reward for g in groups for reward in baseline_rewards(g.rollouts)]
-    lengths = [completion_length(parts) for parts_G in parts_E_G for parts in parts_G]
-    flat = compute_advantages(rewards, lengths, group_size, advantage_config) if groups else []
-    stats = BatchStats(advantages_E_G=[flat[i : i + group_size] for i in range(0, len(flat), group_size)])
+    lengths = [r.completion_length for g in groups for r in g.rollouts]
+    flat = compute_advantages(rewards, lengths, rollouts_per_example, advantage_config) if groups else []
+    n = rollouts_per_example
+    stats = BatchStats(advantages_E_G=[flat[i : i + n] for i in range(0, len(flat), n)])
     samples: list[TrainingSample] = []
     for group, parts_G, advantages_G in zip(groups, parts_E_G, stats.advantages_E_G, strict=True):
         if filter_zero_variance and max(advantages_G) - min(advantages_G) < 1e-8:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from prime_rl.environments.base import Example
+from prime_rl.environments.types import Example
 
 
 class ExampleBuffer:

@@ -4,14 +4,11 @@ and the sections of `OrchestratorConfig` (defined in `command.py`, importable fr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from prime_rl.utils.config import BaseConfig, type_union
-
-if TYPE_CHECKING:
-    from prime_rl.environments.base import SamplingArgs
 
 
 class AdvantageConfig(BaseConfig):
@@ -99,12 +96,6 @@ class SamplingConfig(BaseConfig):
         if self.min_tokens > self.max_tokens:
             raise ValueError(f"min_tokens ({self.min_tokens}) exceeds max_tokens ({self.max_tokens})")
         return self
-
-    def to_args(self, seed: int | None = None) -> SamplingArgs:
-        """The request-level `SamplingArgs` of these settings (every field reaches the server)."""
-        from prime_rl.environments.base import SamplingArgs
-
-        return SamplingArgs(**self.model_dump(), seed=seed)
 
 
 class ClientConfig(BaseConfig):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from prime_rl.client import InferenceClient
 from prime_rl.environments.base import Environment
-from prime_rl.orchestrator.client import RetryingClient
 from prime_rl.orchestrator.command import OrchestratorConfig
 from prime_rl.orchestrator.scheduler import PolicyScheduler
 
@@ -49,7 +49,7 @@ async def run_eval(
     config: OrchestratorConfig,
     step: int,
     envs: dict[str, Environment],
-    client: RetryingClient,
+    client: InferenceClient,
     scheduler: PolicyScheduler,
 ) -> dict[str, float]:
     """`online_eval` of the served policy; after the last step it first loads the final policy `max_steps`."""

@@ -9,14 +9,14 @@ no two rollouts of a group share one.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import hashlib
 import time
 from dataclasses import dataclass
 
-from prime_rl.environments.base import Environment, Example, Rollout, SamplingArgs
-from prime_rl.environments.client import SamplingClient
+from prime_rl.client import InferenceClient
+from prime_rl.environments.base import Environment
+from prime_rl.environments.types import Example, Rollout, SamplingConfig
 from prime_rl.orchestrator.batch import Group
 
 
@@ -30,7 +30,7 @@ class Generation:
     score_s: float
     """Seconds spent scoring (reward functions), summed over rollouts."""
     tokens: int
-    """Completion tokens sampled by the model."""
+    """Completion tokens sampled by the model (`Rollout.completion_length` summed)."""
 
 
 class ScoreTimer:
@@ -64,40 +64,40 @@ def request_seed(seed: int, step: int, group: int, rollout: int = -1) -> int:
 
 
 async def run_seeded_group(
-    env: Environment, client: SamplingClient, example: Example, sampling: SamplingArgs, n: int, seeds: list[int]
+    env: Environment, client: InferenceClient, example: Example, sampling: SamplingConfig, n: int, seeds: list[int]
 ) -> list[Rollout]:
     """`env.run_group` with `seeds[0]` when the environment overrides it (one request, the server draws a stream
     per choice); otherwise the `n` episodes of the base `run_group`, each with its own seed from `seeds[1:]`."""
     if type(env).run_group is not Environment.run_group:
-        return await env.run_group(client, example, dataclasses.replace(sampling, seed=seeds[0]), n)
-    runs = (env.run(client, example, dataclasses.replace(sampling, seed=s)) for s in seeds[1 : n + 1])
-    return list(await asyncio.gather(*runs))
+        return await env.run_group(client, example, sampling, n, seed=seeds[0])
+    return list(await asyncio.gather(*(env.run(client, example, sampling, s) for s in seeds[1 : n + 1])))
 
 
 async def generate_groups(
     envs: dict[str, Environment],
-    client: SamplingClient,
+    client: InferenceClient,
     examples: list[tuple[str, Example]],
-    group_size: int,
-    sampling: SamplingArgs,
+    rollouts_per_example: int,
+    sampling: SamplingConfig,
     max_concurrent: int,
     timer: ScoreTimer | None = None,
     seed: int | None = None,
     step: int = 0,
 ) -> Generation:
-    """`group_size` scored rollouts of each `(env_name, example)`; at most `max_concurrent` rollouts in flight
-    (at least one whole group). With a `seed`, requests carry seeds derived from `(seed, step, group, rollout)`."""
-    limit = asyncio.Semaphore(max(1, max_concurrent // group_size))
+    """`rollouts_per_example` scored rollouts of each `(env_name, example)`; at most `max_concurrent` rollouts in
+    flight (at least one whole group). With a `seed`, requests carry seeds from `(seed, step, group, rollout)`."""
+    n = rollouts_per_example
+    limit = asyncio.Semaphore(max(1, max_concurrent // n))
 
     async def run(index: int, name: str, example: Example) -> Group:
         async with limit:
             if seed is None:
-                rollouts = await envs[name].run_group(client, example, sampling, group_size)
+                rollouts = await envs[name].run_group(client, example, sampling, n)
             else:
-                seeds = [request_seed(seed, step, index, r) for r in range(-1, group_size)]
-                rollouts = await run_seeded_group(envs[name], client, example, sampling, group_size, seeds)
-        if len(rollouts) != group_size:
-            raise RuntimeError(f"environment `{name}` returned {len(rollouts)} rollouts for a group of {group_size}")
+                seeds = [request_seed(seed, step, index, r) for r in range(-1, n)]
+                rollouts = await run_seeded_group(envs[name], client, example, sampling, n, seeds)
+        if len(rollouts) != n:
+            raise RuntimeError(f"environment `{name}` returned {len(rollouts)} rollouts for a group of {n}")
         for rollout in rollouts:
             rollout.env_name = name
         return Group(env_name=name, example=example, rollouts=rollouts)
@@ -108,5 +108,5 @@ async def generate_groups(
         groups=groups,
         wall_s=time.perf_counter() - start,
         score_s=timer.take() if timer is not None else 0.0,
-        tokens=sum(sum(t.completion_mask) for g in groups for r in g.rollouts for t in r.turns),
+        tokens=sum(r.completion_length for g in groups for r in g.rollouts),
     )

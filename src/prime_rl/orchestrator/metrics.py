@@ -38,10 +38,10 @@ def reward_metrics(groups: list[Group]) -> dict[str, float]:
 
 
 def rollout_metrics(groups: list[Group]) -> dict[str, float]:
-    """Lengths (first-turn prompt, all completion tokens, turns), truncation and error rates."""
+    """Lengths (first-turn prompt, completion = model tokens, turns), truncation and error rates."""
     rollouts = [r for g in groups for r in g.rollouts]
     prompt = [len(r.turns[0].prompt_ids) for r in rollouts if r.turns]
-    completion = [sum(len(t.completion_ids) for t in r.turns) for r in rollouts]
+    completion = [r.completion_length for r in rollouts]
     errors = [r.error is not None for r in rollouts]
     return {
         "prompt_len/mean": _mean(prompt),

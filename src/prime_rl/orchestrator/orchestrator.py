@@ -16,10 +16,9 @@ from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.utils.config import cli
 
 if TYPE_CHECKING:
-    from prime_rl.environments.base import Environment, SamplingArgs
-    from prime_rl.orchestrator.admin import InferenceAdmin
+    from prime_rl.client import InferenceClient
+    from prime_rl.environments.base import Environment
     from prime_rl.orchestrator.buffer import ExampleBuffer
-    from prime_rl.orchestrator.client import RetryingClient
     from prime_rl.orchestrator.generate import Generation, ScoreTimer
     from prime_rl.orchestrator.scheduler import PolicyScheduler, UpdateFn
     from prime_rl.transport.base import BatchSender
@@ -46,10 +45,6 @@ def setup_buffer(config: OrchestratorConfig, envs: dict[str, Environment]) -> Ex
 
     weights = {name: env_config.weight for name, env_config in zip(envs, config.env, strict=True)}
     return ExampleBuffer({name: env.dataset() for name, env in envs.items()}, weights, seed=config.seed)
-
-
-def setup_sampling(config: OrchestratorConfig) -> SamplingArgs:
-    return config.sampling.to_args()
 
 
 def log_step(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -> None:
@@ -84,26 +79,29 @@ def write_batch(config: OrchestratorConfig, step: int, generation: Generation, s
     }
 
 
-def policy_loader(admin: InferenceAdmin) -> UpdateFn:
+def policy_loader(client: InferenceClient) -> UpdateFn:
     """Policy 0 is the base model (`/reload_weights`); policy K > 0 is `broadcasts/step_K` (`/update_weights`)."""
 
     async def load(weight_dir: Path, step: int) -> None:
         if step == 0:
-            await admin.reload_weights()
+            await client.reload_weights()
         else:
-            await admin.update_weights(weight_dir, step)
+            await client.update_weights(weight_dir, step)
 
     return load
 
 
-def setup_client(config: OrchestratorConfig) -> RetryingClient:
-    from prime_rl.orchestrator.client import RetryingClient
+def setup_client(config: OrchestratorConfig) -> InferenceClient:
+    """The one client of every request, retried for `client.retry_timeout` seconds; a server still failing then
+    stops the run (`remember_unreachable`: a down server is not a rollout's fault, DESIGN.md section 7)."""
+    from prime_rl.client import InferenceClient, RetryPolicy
 
     c = config.client
-    return RetryingClient(c.base_url, config.model.name, c.api_key, c.timeout, retry_timeout=c.retry_timeout)
+    retry = RetryPolicy(deadline=c.retry_timeout, key="client.retry_timeout")
+    return InferenceClient(c.base_url, config.model.name, c.api_key, c.timeout, retry, remember_unreachable=True)
 
 
-async def start_or_resume(config: OrchestratorConfig, buffer: ExampleBuffer, admin: InferenceAdmin) -> int:
+async def start_or_resume(config: OrchestratorConfig, buffer: ExampleBuffer, client: InferenceClient) -> int:
     """The first step to produce. Fresh: an earlier run's rollouts and broadcasts are removed and the server reloads
     the base model. Resume from S: the buffer state of the checkpoint; the files of the lost part of the run are
     discarded (`resume.py`)."""
@@ -114,7 +112,7 @@ async def start_or_resume(config: OrchestratorConfig, buffer: ExampleBuffer, adm
     start_step = ckpt.resolve_resume_step(config.output_dir, config.ckpt.resume_step)
     if start_step is None:
         discard_after(config.output_dir, 0, checkpoints=False)  # an earlier run's batches and policies
-        await admin.reload_weights()
+        await client.reload_weights()
         return 0
     buffer.load_state_dict(ckpt.load_ckpt(config.output_dir, start_step)["buffer"])
     stale = discard_after(config.output_dir, start_step)
@@ -132,7 +130,7 @@ async def orchestrate_step(
     step: int,
     buffer: ExampleBuffer,
     envs: dict[str, Environment],
-    client: RetryingClient,
+    client: InferenceClient,
     scheduler: PolicyScheduler,
     sender: BatchSender,
     timer: ScoreTimer,
@@ -147,7 +145,7 @@ async def orchestrate_step(
     if ckpt.is_ckpt_step(step + 1, config.ckpt.interval, config.max_steps):
         ckpt.save_ckpt(config.output_dir, step + 1, {"buffer": buffer.state_dict()}, config.ckpt.keep_last)
     generation = await generate_groups(
-        envs, client, examples, config.rollouts_per_example, setup_sampling(config), config.max_concurrent, timer,
+        envs, client, examples, config.rollouts_per_example, config.sampling, config.max_concurrent, timer,
         seed=config.seed, step=step,
     )  # fmt: skip
     client.raise_if_unreachable()
@@ -160,7 +158,6 @@ async def orchestrate_step(
 
 
 async def run(config: OrchestratorConfig) -> None:
-    from prime_rl.orchestrator.admin import InferenceAdmin
     from prime_rl.orchestrator.evaluation import (
         eval_due,
         final_eval_logged,
@@ -179,16 +176,14 @@ async def run(config: OrchestratorConfig) -> None:
     eval_envs = setup_eval_environments(config, tokenizer)
     buffer = setup_buffer(config, envs)
     client = setup_client(config)
-    c = config.client
-    admin = InferenceAdmin(c.base_url, c.api_key, c.timeout, retry_timeout=c.retry_timeout)
     try:
-        await admin.wait_healthy(c.health_timeout)
-        start_step = await start_or_resume(config, buffer, admin)
+        await client.wait_healthy(config.client.health_timeout)
+        start_step = await start_or_resume(config, buffer, client)
         # After a resume the server may hold any weights (loaded = -1): the first step always loads a policy.
         scheduler = PolicyScheduler(
             config.output_dir,
             config.max_async_level,
-            policy_loader(admin),
+            policy_loader(client),
             0 if start_step == 0 else -1,
             timeout=config.weights_timeout,
         )
@@ -204,20 +199,18 @@ async def run(config: OrchestratorConfig) -> None:
             log_eval(config, start_step - 1, await run_eval(config, start_step - 1, eval_envs, client, scheduler))
     finally:
         await client.close()
-        await admin.close()
     logger.info("orchestrator finished %d steps", config.max_steps)
 
 
 def main() -> None:
-    from prime_rl.orchestrator.admin import InferenceAdminError
-    from prime_rl.orchestrator.client import InferenceUnreachable
+    from prime_rl.client import InferenceError
 
     config = cli(OrchestratorConfig, "orchestrator")
     try:
         asyncio.run(run(config))
     except KeyboardInterrupt:
         sys.exit(130)
-    except (InferenceUnreachable, InferenceAdminError, TimeoutError) as e:
+    except (InferenceError, TimeoutError) as e:
         # Expected failures of a run: one line naming the server or the missing file, no traceback.
         print(f"orchestrator: error: {e}", file=sys.stderr)
         sys.exit(1)

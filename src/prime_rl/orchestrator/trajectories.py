@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prime_rl.environments.base import Rollout, Turn
+from prime_rl.environments.types import Rollout, Turn
 from prime_rl.utils.logger import get_logger
 
 
