@@ -19,25 +19,25 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from prime_rl.environments import Completion, SamplingArgs, load_environment
+from prime_rl.environments import Completion, SamplingConfig, load_environment
 from prime_rl.utils.device import set_num_threads
 from prime_rl.utils.models import resolve_model_path
 
 
 class LocalClient:
-    """`SamplingClient` look-alike on a local transformers model; batches whatever requests are pending together.
+    """`InferenceClient` look-alike on a local transformers model; batches whatever requests are pending together.
     Logprobs are not computed (returned as 0.0): only rewards are measured here."""
 
     def __init__(self, model, tokenizer, max_batch: int = 64):
         self.model, self.tokenizer, self.max_batch = model, tokenizer, max_batch
-        self.pending: list[tuple[list[int], SamplingArgs, asyncio.Future]] = []
+        self.pending: list[tuple[list[int], SamplingConfig, asyncio.Future]] = []
         self.worker: asyncio.Task | None = None
 
-    async def chat(self, messages, sampling, n=1):
+    async def chat(self, messages, sampling, n=1, seed=None):
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
         return await self.chat_tokens(ids, sampling, n)
 
-    async def chat_tokens(self, prompt_ids, sampling, n=1, messages=None):
+    async def chat_tokens(self, prompt_ids, sampling, n=1, seed=None, messages=None):
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(n)]
         self.pending.extend((list(prompt_ids), sampling, f) for f in futures)
@@ -82,7 +82,7 @@ class LocalClient:
         return completions
 
 
-async def measure(env, client, prompts: int, samples: int, sampling: SamplingArgs) -> dict:
+async def measure(env, client, prompts: int, samples: int, sampling: SamplingConfig) -> dict:
     examples = env.dataset()[:prompts]
     groups = await asyncio.gather(*(env.run_group(client, ex, sampling, samples) for ex in examples))
     rewards_E_G = [[r.reward for r in group] for group in groups]
@@ -93,7 +93,7 @@ async def measure(env, client, prompts: int, samples: int, sampling: SamplingArg
         "reward": statistics.mean(r for g in rewards_E_G for r in g),
         "group_std": statistics.mean(stds),
         "zero_std_groups": sum(s == 0 for s in stds) / len(stds),
-        "tokens": statistics.mean(sum(len(t.completion_ids) for t in r.turns) for r in rollouts),
+        "tokens": statistics.mean(r.completion_length for r in rollouts),
         "errors": sum(r.error is not None for r in rollouts),
         "metrics": {k: statistics.mean(r.metrics.get(k, 0.0) for r in rollouts) for k in metric_names},
     }
@@ -116,7 +116,7 @@ def main() -> None:
     path = resolve_model_path("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    sampling = SamplingArgs(temperature=1.0, max_tokens=args.max_tokens)
+    sampling = SamplingConfig(temperature=1.0, max_tokens=args.max_tokens)
     results = {}
     for name in args.envs:
         env = load_environment(name)

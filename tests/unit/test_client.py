@@ -56,6 +56,16 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_GET(self):
+                server.requests.append((self.path, {}, dict(self.headers)))
+                routes = {"/health": {"status": "ok"}, "/v1/models": {"object": "list", "data": [{"id": server.name}]}}
+                data = json.dumps(routes[self.path]).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def log_message(self, *args):
                 pass
 
@@ -241,3 +251,16 @@ def test_control_requests_refused_or_unreachable_name_the_url(servers, tmp_path)
     health = rf"^inference server {root} not healthy after 0.2s: .*{root}/health unreachable: 2 attempts .*= 0.2\)"
     with pytest.raises(InferenceUnreachable, match=health):
         asyncio.run(call(client, client.wait_healthy(0.2)))
+
+
+def test_health_and_models_strip_v1_once(servers):
+    servers.extend([a := FakeServer("a"), b := FakeServer("b")])
+    client = InferenceClient([a.url, b.url + "/"], "m", api_key="k")
+
+    async def go():
+        await client.wait_healthy(1.0)
+        return await client.health(), await client.models(), await client.models()
+
+    assert asyncio.run(call(client, go())) == ([{"status": "ok"}] * 2, ["a"], ["b"])
+    assert [path for path, _, _ in a.requests] == ["/health", "/health", "/v1/models"]
+    assert all(headers["Authorization"] == "Bearer k" for _, _, headers in a.requests + b.requests)
