@@ -264,3 +264,19 @@ def test_health_and_models_strip_v1_once(servers):
     assert asyncio.run(call(client, go())) == ([{"status": "ok"}] * 2, ["a"], ["b"])
     assert [path for path, _, _ in a.requests] == ["/health", "/health", "/v1/models"]
     assert all(headers["Authorization"] == "Bearer k" for _, _, headers in a.requests + b.requests)
+
+
+def test_launcher_wait_healthy_stops_when_a_child_dies(servers):
+    import time
+
+    from prime_rl.launcher.supervise import wait_healthy
+
+    class DeadChild:
+        def poll(self):
+            return 3
+
+    child, start = DeadChild(), time.monotonic()
+    assert wait_healthy(f"http://127.0.0.1:{free_port()}", 30, [child]) is child
+    assert time.monotonic() - start < 2
+    servers.append(a := FakeServer("a"))
+    assert wait_healthy(a.url, 5, []) is None

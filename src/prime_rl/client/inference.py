@@ -102,8 +102,9 @@ class InferenceClient:
             await asyncio.gather(*(retry(once, lambda u=u: self._json("GET", f"{u}/health")) for u in self.root_urls))
         )
 
-    async def wait_healthy(self, timeout: float) -> None:
-        """Polls every server's `/health` until it answers 200, for at most `timeout` seconds."""
+    async def wait_healthy(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
+        """Polls every server's `/health` until it answers 200, for at most `timeout` seconds; stops early and returns
+        False once `alive()` is False (a server process the caller started has died)."""
         poll = RetryPolicy(
             deadline=timeout,
             first_backoff=HEALTH_POLL_SECONDS,
@@ -113,11 +114,13 @@ class InferenceClient:
 
         async def wait(url: str) -> None:
             try:
-                await retry(poll, lambda: self._json("GET", f"{url}/health"))
+                await retry(poll, lambda: self._json("GET", f"{url}/health"), give_up=lambda: not alive())
             except InferenceUnreachable as e:
-                raise InferenceUnreachable(f"inference server {url} not healthy after {timeout:g}s: {e}") from None
+                if alive():
+                    raise InferenceUnreachable(f"inference server {url} not healthy after {timeout:g}s: {e}") from None
 
         await asyncio.gather(*(wait(url) for url in self.root_urls))
+        return alive()
 
     # ---------------------------------------------------------------- lifecycle
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from prime_rl.client import InferenceClient, RetryPolicy, root_url
+from prime_rl.client import InferenceClient, RetryPolicy
 from prime_rl.eval.config import EvalConfig
 from prime_rl.utils.fs import step_dirs
 
@@ -92,7 +92,7 @@ def inference_server(config: EvalConfig) -> Iterator[str]:
     child = Child(spec)
     try:
         base_url = f"http://127.0.0.1:{port}/v1"
-        dead = wait_healthy(f"{root_url(base_url)}/health", config.client.health_timeout, [child])
+        dead = wait_healthy(base_url, config.client.health_timeout, [child])
         if dead is not None:
             lines = "\n  | ".join(tail(spec.log_path, 20))
             raise RuntimeError(f"the inference server exited with code {dead.poll()}; {spec.log_path}:\n  | {lines}")

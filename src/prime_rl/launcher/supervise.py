@@ -4,13 +4,13 @@ stops the rest, prints the failing process's last log lines and how to resume. N
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
 from pathlib import Path
 
-import httpx
-
+from prime_rl.client import InferenceClient, InferenceError
 from prime_rl.launcher.config import RLConfig
 from prime_rl.launcher.processes import Child, ProcessSpec, stop_all, tail
 from prime_rl.launcher.progress import Progress, show
@@ -36,10 +36,10 @@ def process_specs(
     }
 
 
-def health_url(config: RLConfig) -> str:
+def server_url(config: RLConfig) -> str:
     host = config.inference.server.host
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return f"http://{host}:{config.inference.server.port}/health"
+    return f"http://{host}:{config.inference.server.port}"
 
 
 def report_failure(child: Child, code: int, lines: int) -> None:
@@ -64,19 +64,20 @@ def report_resume(output_dir: Path) -> None:
 
 
 def wait_healthy(url: str, timeout: float, children: list[Child]) -> Child | None:
-    """Polls `/health` until it answers 200; returns a child that died meanwhile (None when healthy)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for child in children:
-            if child.poll() is not None:
-                return child
+    """`InferenceClient.wait_healthy` of the server at `url`; a child that died meanwhile, or None when healthy."""
+
+    def dead() -> Child | None:
+        return next((child for child in children if child.poll() is not None), None)
+
+    async def wait() -> None:
+        client = InferenceClient([url], model="", timeout=2.0)
         try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return None
-        except httpx.HTTPError:
-            pass
-        time.sleep(POLL_SECONDS)
-    raise TimeoutError(f"inference server not healthy at {url} after {timeout:.0f}s")
+            await client.wait_healthy(timeout, alive=lambda: dead() is None)
+        finally:
+            await client.close()
+
+    asyncio.run(wait())
+    return dead()
 
 
 def watch(children: list[Child], progress: Progress, live: bool) -> tuple[Child | None, int]:
@@ -116,7 +117,7 @@ def supervise(config: RLConfig, output_dir: Path, paths: dict[str, Path], python
         for name in ("inference", "trainer"):
             children.append(Child(specs[name]))
             logger.info("started %s (pid %d), log %s", name, children[-1].popen.pid, specs[name].log_path)
-        dead = wait_healthy(health_url(config), config.health_timeout, children)
+        dead = wait_healthy(server_url(config), config.health_timeout, children)
         if dead is not None:
             report_failure(dead, dead.poll() or 1, config.tail_lines)
             return 1
@@ -134,7 +135,7 @@ def supervise(config: RLConfig, output_dir: Path, paths: dict[str, Path], python
     except KeyboardInterrupt:
         logger.warning("interrupted: stopping all processes")
         return 130
-    except TimeoutError as e:
+    except InferenceError as e:  # not healthy within health_timeout
         logger.error(str(e))
         return 1
     finally:
