@@ -1,36 +1,28 @@
-"""The advantage plug-in contract (groups in, one advantage per rollout out), the default, and its entry point."""
+"""The configured advantage (`setup_advantage_fn`), the default, and `compute_advantages` over a flat batch of groups.
+
+The contract types live in `advantage_types.py` and are re-exported here (the seed's import path).
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float, Int
 from torch import Tensor
 
+from prime_rl.orchestrator.advantage_types import AdvantageFn, AdvantageInputs, AdvantageOutputs
+from prime_rl.orchestrator.advantages import ADVANTAGE_FUNCTIONS
 from prime_rl.orchestrator.config import AdvantageConfig, AdvantageConfigType, CustomAdvantageConfig
-from prime_rl.utils.config import bind_kwargs, import_object
+from prime_rl.utils.plugins import checked
 
-
-@dataclass
-class AdvantageInputs:
-    """Rewards and completion lengths of complete groups; row = one example, column = one of its rollouts."""
-
-    rewards: Float[Tensor, "num_examples rollouts_per_example"]
-    completion_lengths: Int[Tensor, "num_examples rollouts_per_example"]
-
-
-@dataclass
-class AdvantageOutputs:
-    """One advantage per rollout, broadcast by the orchestrator to all of its completion tokens."""
-
-    advantages: Float[Tensor, "num_examples rollouts_per_example"]
-
-
-AdvantageFn = Callable[[AdvantageInputs], AdvantageOutputs]
-"""A configured advantage: `advantage_fn(inputs: AdvantageInputs) -> AdvantageOutputs` (kwargs already bound)."""
+__all__ = [
+    "AdvantageFn",
+    "AdvantageInputs",
+    "AdvantageOutputs",
+    "compute_advantages",
+    "default_advantage_fn",
+    "setup_advantage_fn",
+]
 
 
 def default_advantage_fn(inputs: AdvantageInputs, length_weighted_mean: bool = False) -> AdvantageOutputs:
@@ -69,53 +61,30 @@ def check_advantage_outputs(out: object, inputs: AdvantageInputs, name: str) -> 
     return out
 
 
-def _checked(fn: Callable[..., AdvantageOutputs], name: str, kwargs: dict) -> AdvantageFn:
-    def advantage_fn(inputs: AdvantageInputs) -> AdvantageOutputs:
-        return check_advantage_outputs(fn(inputs, **kwargs), inputs, name)
-
-    advantage_fn.__qualname__ = name
-    return advantage_fn
-
-
-def rewards_as_advantages(inputs: AdvantageInputs) -> AdvantageOutputs:
-    """No baseline: the advantage of a rollout is its reward (what `advantage_config = None` means)."""
-    return AdvantageOutputs(advantages=inputs.rewards.clone())
-
-
-def setup_advantage_fn(config: AdvantageConfigType | None) -> AdvantageFn:
+def setup_advantage_fn(config: AdvantageConfigType) -> AdvantageFn:
     """The configured advantage with its kwargs bound; a custom `import_path` is imported and checked here."""
-    if config is None:
-        return rewards_as_advantages
     if isinstance(config, AdvantageConfig):
         return functools.partial(default_advantage_fn, length_weighted_mean=config.length_weighted_mean)
     if isinstance(config, CustomAdvantageConfig):
-        fn = import_object(config.import_path, "function")
-        bind_kwargs(fn, config.import_path, config.kwargs)
-        return _checked(fn, config.import_path, dict(config.kwargs))
-    from prime_rl.orchestrator.advantages import ADVANTAGE_FUNCTIONS
-
+        return config.load_plugin(check_advantage_outputs)
     fn = ADVANTAGE_FUNCTIONS[config.type]
-    return _checked(fn, f"{fn.__module__}.{fn.__qualname__}", config.model_dump(exclude={"type"}))
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    return checked(fn, name, config.model_dump(exclude={"type"}), check_advantage_outputs)
 
 
 def compute_advantages(
     rewards: list[float],
     completion_lengths: list[int],
     samples_per_problem: int,
-    advantage_config: AdvantageConfigType | None,
+    advantage_config: AdvantageConfigType,
 ) -> list[float]:
-    """Advantages of a flat list of complete groups (`samples_per_problem` consecutive rollouts per example).
-
-    `advantage_config=None` returns the rewards unchanged.
-    """
+    """Advantages of a flat list of complete groups (`samples_per_problem` consecutive rollouts per example)."""
     if len(rewards) != len(completion_lengths):
         raise ValueError(f"{len(rewards)} rewards but {len(completion_lengths)} completion lengths")
     if samples_per_problem <= 0 or len(rewards) % samples_per_problem:
         raise ValueError(
             f"{len(rewards)} rewards do not split into groups of samples_per_problem={samples_per_problem}"
         )
-    if advantage_config is None:
-        return list(rewards)
     inputs = AdvantageInputs(
         rewards=torch.tensor(rewards, dtype=torch.float64).view(-1, samples_per_problem),
         completion_lengths=torch.tensor(completion_lengths, dtype=torch.long).view(-1, samples_per_problem),

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from prime_rl.utils.config import BaseConfig, type_union
+from prime_rl.utils.plugins import CustomPluginConfig
 
 
 class AdvantageConfig(BaseConfig):
@@ -20,15 +21,8 @@ class AdvantageConfig(BaseConfig):
     """Use the completion-length-weighted mean `sum(r*L)/sum(L)` of the group as the baseline."""
 
 
-class CustomAdvantageConfig(BaseConfig):
+class CustomAdvantageConfig(CustomPluginConfig):
     """A user advantage `fn(inputs: AdvantageInputs, **kwargs) -> AdvantageOutputs`, called once per batch of groups."""
-
-    type: Literal["custom"] = "custom"
-    """Advantage kind; `custom` imports `import_path`."""
-    import_path: str
-    """Import path of the function: `pkg.module.fn` or `pkg.module:fn` (the working directory is importable)."""
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Keyword arguments passed to the function after the inputs."""
 
 
 class GRPOAdvantageConfig(BaseConfig):

@@ -4,7 +4,7 @@ Shao et al., 2024, "DeepSeekMath: Pushing the Limits of Mathematical Reasoning i
 (arXiv:2402.03300), section 4.1.2 (outcome supervision). Needs at least 2 rollouts per example.
 """
 
-from prime_rl.orchestrator.advantage import AdvantageInputs, AdvantageOutputs
+from prime_rl.orchestrator.advantage_types import AdvantageInputs, AdvantageOutputs
 
 
 def grpo_advantage(inputs: AdvantageInputs, eps: float = 1e-6) -> AdvantageOutputs:

@@ -4,7 +4,7 @@ Ahmadian et al., 2024, "Back to Basics: Revisiting REINFORCE Style Optimization 
 LLMs" (arXiv:2402.14740). Equals `G / (G - 1) * (r - mean(group))`; needs at least 2 rollouts per example.
 """
 
-from prime_rl.orchestrator.advantage import AdvantageInputs, AdvantageOutputs
+from prime_rl.orchestrator.advantage_types import AdvantageInputs, AdvantageOutputs
 
 
 def rloo_advantage(inputs: AdvantageInputs) -> AdvantageOutputs:
