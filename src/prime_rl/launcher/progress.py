@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-LOSS_KEYS = ("loss", "loss/mean", "train/loss")
-
 
 class JsonlTail:
     """Reads the complete lines appended to a JSONL file since the last call."""
@@ -56,7 +54,7 @@ class Progress:
                 self.rollout_step, self.reward, changed = record["step"], record["reward/mean"], True
         for record in self.trainer.read():
             self.trained = int(record.get("step", self.trained)) + 1
-            self.loss = next((record[k] for k in LOSS_KEYS if k in record), self.loss)
+            self.loss = record.get("loss", self.loss)
             if self.first_trained is None:
                 self.first_trained = time.monotonic()
             changed = True
