@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from prime_rl.trainer.packing import MicroBatch
 from prime_rl.trainer.rl.config import LossConfig
 from prime_rl.trainer.rl.loss import compute_loss, compute_micro_batch_loss, setup_loss_fn
 
@@ -46,14 +47,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    cfg = LossConfig()
-    loss_fn = setup_loss_fn(cfg)
+    loss_fn = setup_loss_fn(LossConfig())
     lp, inf_lp, adv, mask, seq_lens = make_batch(args.num_seqs, seed=0)
     scale = float(mask.sum())
+    ids = torch.zeros_like(lp, dtype=torch.long)
+    micro_batch = MicroBatch(ids, ids, mask, inf_lp, adv, torch.ones_like(lp), seq_lens)
 
     def vectorized() -> None:
         x = lp.clone().requires_grad_()
-        loss, _ = compute_micro_batch_loss(x, inf_lp, None, adv, mask, seq_lens, loss_fn, cfg, scale)
+        loss, _ = compute_micro_batch_loss(x, micro_batch, loss_fn, scale)
         loss.backward()
 
     def per_sequence() -> None:

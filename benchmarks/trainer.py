@@ -47,22 +47,21 @@ def run_ours(args) -> list[float]:
     from prime_rl.trainer.packing import pack_samples
     from prime_rl.trainer.rl.config import LossConfig
     from prime_rl.trainer.rl.loss import setup_loss_fn
-    from prime_rl.trainer.rl.step import train_step
     from prime_rl.trainer.scheduler import setup_scheduler
+    from prime_rl.trainer.step import train_step
 
     model = setup_model(ModelConfig(name=args.model, attn_implementation=args.attn))
     optim_config = AdamWConfig(lr=1e-6)
     optimizer = setup_optimizer(optim_config, model)
     scheduler = setup_scheduler(ConstantSchedulerConfig(), optimizer, None)
-    loss_config = LossConfig()
-    loss_fn = setup_loss_fn(loss_config)
+    loss_fn = setup_loss_fn(LossConfig())
     data = make_batch(args)
     times = []
     for step in range(args.steps + 1):
         batch = data.get_batch(step)
         start = clock(args)
         micro_batches = pack_samples(batch.samples, args.micro_tokens)
-        train_step(model, optimizer, scheduler, micro_batches, loss_fn, loss_config, optim_config.max_norm, 1024)
+        train_step(model, optimizer, scheduler, micro_batches, loss_fn, optim_config.max_norm, 1024)
         times.append(clock(args) - start)
     return times[1:]
 

@@ -93,3 +93,47 @@ def test_config_parses_environment_data():
         SFTConfig, ["--data.type", "environment", "--data.completion-format", "<answer>{answer}</answer>"]
     )
     assert config.data.id == "reverse-text" and config.data.split == "train"
+
+
+@pytest.fixture
+def nan_at_step_1(monkeypatch):
+    """The SFT loss returns NaN on its second micro-batch (step 1: one micro-batch per step here)."""
+    from prime_rl.trainer.rl.loss import Loss, LossOutputs
+    from prime_rl.trainer.sft import loss as sft_loss
+    from prime_rl.trainer.sft import train as sft_train
+
+    calls = []
+
+    def packed(inputs, seq_lens):
+        calls.append(len(seq_lens))
+        out = sft_loss.packed_nll_loss(inputs, seq_lens)
+        return LossOutputs(loss=out.loss * float("nan") if len(calls) == 2 else out.loss, metrics={})
+
+    nan_loss = Loss(per_sequence=sft_loss.nll_loss, packed=packed)
+    for module in (sft_loss, sft_train):  # wherever the loop looks the loss up
+        if hasattr(module, "SFT_LOSS"):
+            monkeypatch.setattr(module, "SFT_LOSS", nan_loss)
+    return calls
+
+
+def test_on_nonfinite_skip_leaves_the_weights_and_counts_the_step(tmp_path, tiny_model_dir, data_file, nan_at_step_1):
+    out = tmp_path / "run"
+    main(sft_args(tiny_model_dir, data_file, out, 3, "--ckpt.interval", "1", "--on-nonfinite", "skip"))
+    assert nan_at_step_1 == [2, 2, 2]  # one micro-batch of both conversations per step
+    records = read_metrics(out / "metrics" / "sft.jsonl")
+    assert [r["nonfinite"] for r in records] == [0, 1, 0]
+    assert [r["nonfinite_steps"] for r in records] == [0, 1, 1]
+    after = {s: load_file(out / "checkpoints" / f"step_{s}" / "trainer" / "model.safetensors") for s in (1, 2, 3)}
+    assert all(torch.equal(after[1][k], after[2][k]) for k in after[1])  # step 1's optimizer step was skipped
+    assert any(not torch.equal(after[2][k], after[3][k]) for k in after[2])
+    state = torch.load(out / "checkpoints" / "step_3" / "trainer" / "trainer_state.pt", weights_only=False)
+    assert state["extra"] == {"nonfinite_steps": 1}
+
+
+def test_on_nonfinite_stop_fails_naming_the_step(tmp_path, tiny_model_dir, data_file, nan_at_step_1):
+    out = tmp_path / "run"
+    with pytest.raises(
+        FloatingPointError, match=r'^step 1: non-finite loss nan .*; stopping because on_nonfinite = "stop"'
+    ):
+        main(sft_args(tiny_model_dir, data_file, out, 3))
+    assert [r["step"] for r in read_metrics(out / "metrics" / "sft.jsonl")] == [0]

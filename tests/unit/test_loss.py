@@ -246,3 +246,18 @@ def test_setup_loss_fn_rejects_bad_import_paths(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"import_path `loss_paths_mod:my_loss`: kwargs \{'clip': 1\} do not fit"):
         setup_loss_fn(CustomLossConfig(import_path="loss_paths_mod:my_loss", kwargs={"clip": 1}))
     assert callable(setup_loss_fn(CustomLossConfig(import_path="loss_paths_mod:my_loss", kwargs={"scale": 2})))
+
+
+def test_teacher_tau_is_refused_until_the_trainer_has_a_teacher():
+    from prime_rl.launcher.config import RLConfig
+    from prime_rl.trainer.rl.config import RLTrainerConfig
+    from prime_rl.utils.config import parse_config
+
+    message = "trainer.loss.teacher_tau = 0.5: no teacher model is supported yet, set it to 0"
+    with pytest.raises(ConfigError) as e:
+        parse_config(RLTrainerConfig, ["--loss.teacher-tau", "0.5"])
+    assert str(e.value) == f"invalid config (command line): {message}"
+    with pytest.raises(ConfigError) as e:
+        parse_config(RLConfig, ["--trainer.loss.teacher-tau", "0.5"])
+    assert str(e.value) == f"invalid config (command line): `trainer`: {message}"
+    assert parse_config(RLTrainerConfig, ["--loss.teacher-tau", "0"]).loss.teacher_tau == 0.0

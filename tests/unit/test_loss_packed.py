@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prime_rl.trainer.rl.config import LossConfig, PPOClipLossConfig
+from prime_rl.trainer.packing import MicroBatch
+from prime_rl.trainer.rl.config import LossConfig
 from prime_rl.trainer.rl.loss import LossInputs, LossOutputs, compute_loss, compute_micro_batch_loss, setup_loss_fn
 
 # Each config makes one masking branch fire on part of the random sequences (checked in the test).
@@ -40,6 +41,12 @@ def random_micro_batch(seed: int, teacher: bool):
     return lp, lp - log_ratio, teacher_lp, adv, mask, seq_lens
 
 
+def micro_batch(inf_lp, adv, mask, seq_lens) -> MicroBatch:
+    """A packed micro-batch carrying the loss's inputs (token ids and temperatures do not enter the loss)."""
+    ids = torch.zeros(mask.shape[0], dtype=torch.long)
+    return MicroBatch(ids, ids, mask, inf_lp, adv, torch.ones(mask.shape[0]), seq_lens)
+
+
 def per_sequence(lp, inf_lp, teacher_lp, adv, mask, seq_lens, loss_fn, scale):
     def split(t):
         return list(torch.split(t, seq_lens))
@@ -57,7 +64,8 @@ def test_vectorized_default_loss_matches_per_sequence(name, seed):
     lp, inf_lp, teacher_lp, adv, mask, seq_lens = random_micro_batch(seed, teacher=cfg.teacher_tau > 0)
 
     lp_a = lp.clone().requires_grad_()
-    loss_a, metrics_a = compute_micro_batch_loss(lp_a, inf_lp, teacher_lp, adv, mask, seq_lens, loss_fn, cfg, 37.0)
+    mb = micro_batch(inf_lp, adv, mask, seq_lens)
+    loss_a, metrics_a = compute_micro_batch_loss(lp_a, mb, loss_fn, 37.0, teacher_logprobs=teacher_lp)
     (grad_a,) = torch.autograd.grad(loss_a, lp_a)
     lp_b = lp.clone().requires_grad_()
     loss_b, metrics_b = per_sequence(lp_b, inf_lp, teacher_lp, adv, mask, seq_lens, loss_fn, 37.0)
@@ -83,7 +91,7 @@ def test_non_default_loss_is_called_per_sequence():
 
     lp = torch.arange(6, dtype=torch.float64).requires_grad_()
     mask = torch.ones(6, dtype=torch.bool)
-    loss, metrics = compute_micro_batch_loss(lp, lp, None, lp, mask, [1, 3, 2], loss_fn, PPOClipLossConfig(), 5.0)
+    loss, metrics = compute_micro_batch_loss(lp, micro_batch(lp, lp, mask, [1, 3, 2]), loss_fn, 5.0)
     assert calls == [1, 3, 2]
     assert loss.item() == 3.0
     assert metrics["n"].tolist() == [1.0, 2.0, 3.0]
@@ -94,4 +102,4 @@ def test_seq_lens_must_cover_the_tokens():
     with pytest.raises(
         ValueError, match=r"seq_lens must be positive and sum to the 5 tokens, got 2 lengths summing to 4 \(min 2\)"
     ):
-        compute_micro_batch_loss(lp, lp, None, lp, lp > 0, [2, 2], setup_loss_fn(LossConfig()), LossConfig(), 1.0)
+        compute_micro_batch_loss(lp, micro_batch(lp, lp, lp > 0, [2, 2]), setup_loss_fn(LossConfig()), 1.0)

@@ -11,6 +11,7 @@ import torch
 
 from prime_rl.orchestrator.advantage import compute_advantages
 from prime_rl.orchestrator.config import AdvantageConfigType, CustomAdvantageConfig
+from prime_rl.trainer.packing import MicroBatch
 from prime_rl.trainer.rl.config import CustomLossConfig, LossConfig, LossConfigType
 from prime_rl.trainer.rl.loss import compute_loss, compute_micro_batch_loss, setup_loss_fn
 from prime_rl.utils.config import BaseSettingsConfig, parse_config
@@ -128,17 +129,17 @@ def test_seed_examples_verbatim_through_the_config_parser(tmp_path, user_module)
 
     # The packed entry point gives the same for a custom loss.
     packed = torch.tensor(trainer[0] + trainer[1], dtype=torch.float64, requires_grad=True)
-    loss2, _ = compute_micro_batch_loss(
-        packed,
-        torch.tensor(inference[0] + inference[1], dtype=torch.float64),
-        None,
-        torch.tensor([seq_adv[0]] * 4 + [seq_adv[1]] * 2, dtype=torch.float64),
-        torch.tensor(masks[0] + masks[1]),
-        [4, 2],
-        loss_fn,
-        config.loss,
-        5,
+    n = len(trainer[0]) + len(trainer[1])
+    micro_batch = MicroBatch(
+        input_ids=torch.zeros(n, dtype=torch.long),
+        position_ids=torch.zeros(n, dtype=torch.long),
+        loss_mask=torch.tensor(masks[0] + masks[1]),
+        inference_logprobs=torch.tensor(inference[0] + inference[1], dtype=torch.float64),
+        advantages=torch.tensor([seq_adv[0]] * 4 + [seq_adv[1]] * 2, dtype=torch.float64),
+        temperatures=torch.ones(n),
+        seq_lens=[4, 2],
     )
+    loss2, _ = compute_micro_batch_loss(packed, micro_batch, loss_fn, 5)
     assert loss2.item() == pytest.approx(loss.item(), abs=1e-12)
 
 

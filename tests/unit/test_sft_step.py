@@ -1,6 +1,9 @@
-"""The SFT step: its loss is HF's token-mean cross-entropy on the masked tokens, independent of packing."""
+"""The SFT step (the shared step with the SFT loss): HF's token-mean cross-entropy on the masked tokens, independent
+of packing; a non-finite step skips the optimizer and `on_nonfinite` decides between stopping and skipping."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 import torch
@@ -9,7 +12,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from prime_rl.trainer.attention import register_varlen_attention
 from prime_rl.trainer.packing import pack_samples
 from prime_rl.trainer.sft.data import to_sample
-from prime_rl.trainer.sft.step import sft_forward_backward, sft_step
+from prime_rl.trainer.sft.loss import SFT_LOSS
+from prime_rl.trainer.step import check_finite, forward_backward, train_step
 
 
 def tiny_model(seed: int = 0) -> LlamaForCausalLM:
@@ -58,10 +62,10 @@ def test_loss_equals_hf_cross_entropy_and_gradient_does_not_depend_on_packing():
     packed = pack_samples(batch, seq_len=64)
     alone = pack_samples(batch, seq_len=12)
     assert (len(packed), len(alone)) == (1, 3)  # lengths 9, 6, 12, 5 in bins of 12: [12], [9], [6, 5]
-    loss_packed, metrics = sft_forward_backward(model, packed, chunk_size=7)
+    loss_packed, metrics = forward_backward(model, packed, SFT_LOSS, chunk_size=7)
     g_packed = grads(model)
     model.zero_grad(set_to_none=True)
-    loss_alone, _ = sft_forward_backward(model, alone, chunk_size=1024)
+    loss_alone, _ = forward_backward(model, alone, SFT_LOSS, chunk_size=1024)
     g_alone = grads(model)
     assert loss_packed == pytest.approx(hf_reference_loss(model, batch), rel=1e-5)
     assert loss_alone == pytest.approx(loss_packed, rel=1e-5)
@@ -71,25 +75,29 @@ def test_loss_equals_hf_cross_entropy_and_gradient_does_not_depend_on_packing():
     assert sum(len(e) for e in metrics["entropy"]) == sum(mb.num_loss_tokens for mb in packed) == 5 + 4 + 5 + 4
 
 
-def test_step_updates_parameters_and_refuses_a_nonfinite_gradient():
+def test_step_updates_parameters_and_skips_the_optimizer_on_a_nonfinite_gradient(caplog):
     model, batch = tiny_model(), samples()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     before = [p.detach().clone() for p in model.parameters()]
-    result = sft_step(model, optimizer, scheduler, pack_samples(batch, 64), max_norm=None, chunk_size=1024)
-    assert (result.num_tokens, result.num_loss_tokens, result.lr) == (32, 18, 0.1)
+    result = train_step(model, optimizer, scheduler, pack_samples(batch, 64), SFT_LOSS, max_norm=None, chunk_size=1024)
+    assert (result.num_tokens, result.num_loss_tokens, result.lr, result.finite) == (32, 18, 0.1, True)
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
     with torch.no_grad():
         model.model.embed_tokens.weight[0, 0] = float("nan")
     nan_batch = [to_sample([0, 1, 2], [False, True, True])]
     frozen = [p.detach().clone() for p in model.parameters()]
-    with pytest.raises(FloatingPointError, match="gradient norm is nan"):
-        sft_step(model, optimizer, scheduler, pack_samples(nan_batch, 64), max_norm=1.0, chunk_size=1024)
-    assert all(
-        torch.equal(
-            b,
-            p,
-        )
-        or torch.isnan(b).any()
-        for b, p in zip(frozen, model.parameters(), strict=True)
-    )
+    result = train_step(model, optimizer, scheduler, pack_samples(nan_batch, 64), SFT_LOSS, max_norm=1.0, chunk_size=1)
+    assert not result.finite
+    assert all(torch.equal(b, p) or torch.isnan(b).any() for b, p in zip(frozen, model.parameters(), strict=True))
+
+    logger = logging.getLogger("prime_rl.sft")
+    with pytest.raises(
+        FloatingPointError,
+        match=r'^step 3: non-finite loss nan \(gradient norm nan\); stopping because on_nonfinite = "stop" '
+        r'\(set "skip" to skip such steps\)$',
+    ):
+        check_finite(result, 3, "stop", "on_nonfinite", logger)
+    with caplog.at_level(logging.WARNING, logger="prime_rl.sft"):
+        check_finite(result, 3, "skip", "on_nonfinite", logger)
+    assert caplog.messages == ["step 3: non-finite loss nan or gradient norm; optimizer step skipped"]

@@ -1,4 +1,8 @@
-"""What a trainer (RL or SFT) writes after a step: the checkpoint and the HF export, each on its own interval."""
+"""What a trainer (RL or SFT) writes besides broadcasts: checkpoints and HF exports, each on its own interval.
+
+`CheckpointManager` owns that lifecycle for one run (torchtitan's `maybe_save(step)` pattern): restore on resume, save
+after a step when due, and finish the final export of a run killed between its last checkpoint and that export.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +13,48 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from prime_rl.trainer.ckpt import prune_checkpoints, save_checkpoint
+from prime_rl.trainer.ckpt import load_checkpoint, prune_checkpoints, save_checkpoint
 from prime_rl.trainer.config import CheckpointConfig, WeightsConfig
-from prime_rl.weights.export import export_hf
+from prime_rl.utils.fs import is_stable
+from prime_rl.weights.export import export_dir, export_hf
 
 
-def save_step_outputs(
-    out: Path,
-    step: int,
-    final: bool,
-    ckpt: CheckpointConfig,
-    weights: WeightsConfig,
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, float]:
-    """Checkpoint and export after `step` steps when their intervals (or `final`) say so; returns their times."""
-    times = {}
-    start = time.perf_counter()
-    if ckpt.interval and (step % ckpt.interval == 0 or final):
-        save_checkpoint(out, step, model, optimizer, scheduler, extra)
-        prune_checkpoints(out, ckpt.keep_last)
-    times["checkpoint"] = time.perf_counter() - start
-    start = time.perf_counter()
-    if (weights.interval and step % weights.interval == 0) or (final and weights.final):
-        export_hf(model, tokenizer, out, step)
-    times["export"] = time.perf_counter() - start
-    return times
+class CheckpointManager:
+    """Checkpoints (`ckpt`) and HF exports (`weights`) of one trainer's model, optimizer and scheduler under `out`."""
+
+    def __init__(
+        self,
+        out: Path,
+        ckpt: CheckpointConfig,
+        weights: WeightsConfig,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ):
+        self.out, self.ckpt, self.weights = out, ckpt, weights
+        self.model, self.tokenizer, self.optimizer, self.scheduler = model, tokenizer, optimizer, scheduler
+
+    def load(self, step: int) -> dict[str, Any]:
+        """Restores the state saved after `step` steps; returns the `extra` dict saved with it."""
+        return load_checkpoint(self.out, step, self.model, self.optimizer, self.scheduler)
+
+    def maybe_save(self, step: int, final: bool, extra: dict[str, Any] | None = None) -> dict[str, float]:
+        """Checkpoint and export after `step` steps when their intervals (or `final`) say so; returns their times."""
+        times = {}
+        start = time.perf_counter()
+        if self.ckpt.interval and (step % self.ckpt.interval == 0 or final):
+            save_checkpoint(self.out, step, self.model, self.optimizer, self.scheduler, extra)
+            prune_checkpoints(self.out, self.ckpt.keep_last)
+        times["checkpoint"] = time.perf_counter() - start
+        start = time.perf_counter()
+        if (self.weights.interval and step % self.weights.interval == 0) or (final and self.weights.final):
+            export_hf(self.model, self.tokenizer, self.out, step)
+        times["export"] = time.perf_counter() - start
+        return times
+
+    def finish(self, step: int) -> None:
+        """After the last step: writes the final export if it is missing (resumed from the final checkpoint of a run
+        killed before its export)."""
+        if self.weights.final and not is_stable(export_dir(self.out, step)):
+            export_hf(self.model, self.tokenizer, self.out, step)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from prime_rl.utils.config import BaseConfig, type_union
+from prime_rl.utils.plugins import CustomPluginConfig
 
 
 class LossConfig(BaseConfig):
@@ -46,15 +47,8 @@ class LossConfig(BaseConfig):
         return self
 
 
-class CustomLossConfig(BaseConfig):
+class CustomLossConfig(CustomPluginConfig):
     """A user loss `fn(inputs: LossInputs, **kwargs) -> LossOutputs`, called once per sequence."""
-
-    type: Literal["custom"] = "custom"
-    """Loss kind; `custom` imports `import_path`."""
-    import_path: str
-    """Import path of the loss function: `pkg.module.fn` or `pkg.module:fn` (the working directory is importable)."""
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Keyword arguments passed to the function after the inputs."""
 
 
 class PPOClipLossConfig(BaseConfig):
@@ -171,5 +165,14 @@ class RLTrainerConfig(BaseSettingsConfig):
         if self.max_steps is not None and self.scheduler.warmup_steps > self.max_steps:
             raise ValueError(
                 f"scheduler.warmup_steps ({self.scheduler.warmup_steps}) exceeds max_steps ({self.max_steps})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_teacher(self) -> RLTrainerConfig:
+        # The trainer has no teacher model yet, so the teacher term would silently be zero.
+        if isinstance(self.loss, LossConfig) and self.loss.teacher_tau > 0:
+            raise ValueError(
+                f"trainer.loss.teacher_tau = {self.loss.teacher_tau}: no teacher model is supported yet, set it to 0"
             )
         return self

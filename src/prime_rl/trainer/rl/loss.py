@@ -1,7 +1,8 @@
-"""The loss plug-in contract (one sequence in, a summed loss and metrics out), the default loss, and its aggregation.
+"""The configured loss (`setup_loss_fn`) and its aggregation over the sequences of a step (DESIGN.md section 4).
 
 A loss function returns the SUM over its sequence's loss tokens; `compute_loss` adds the sequences up and divides by
 `loss_scale` (the number of loss tokens of the whole step), so the gradient does not depend on how samples are packed.
+The contract types live in `loss_types.py` and are re-exported here (the seed's import path).
 """
 
 from __future__ import annotations
@@ -14,91 +15,45 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from prime_rl.trainer.packing import MicroBatch
 from prime_rl.trainer.rl.config import CustomLossConfig, LossConfig, LossConfigType
-from prime_rl.trainer.rl.loss_packed import packed_default_loss
-from prime_rl.utils.config import bind_kwargs, import_object
+from prime_rl.trainer.rl.loss_types import LossFn, LossInputs, LossOutputs, masked_mean
+from prime_rl.trainer.rl.losses import LOSS_FUNCTIONS
+from prime_rl.trainer.rl.losses.default import default_loss_fn, packed_default_loss
+
+__all__ = [
+    "Loss",
+    "LossFn",
+    "LossInputs",
+    "LossOutputs",
+    "PackedLossFn",
+    "compute_loss",
+    "compute_micro_batch_loss",
+    "default_loss_fn",
+    "masked_mean",
+    "setup_loss_fn",
+]
+
+PackedLossFn = Callable[[LossInputs, list[int]], LossOutputs]
+"""`packed(inputs, seq_lens) -> LossOutputs`: `inputs` span a whole micro-batch whose sequences have lengths
+`seq_lens`; returns the sum of the per-sequence losses and the metrics already aggregated (1-d: per sequence or per
+token), exactly what calling the loss on each sequence and `aggregate_metrics` would give."""
 
 
-@dataclass
-class LossInputs:
-    """One sequence (prompt + completion) of a packed micro-batch."""
+@dataclass(frozen=True)
+class Loss:
+    """A configured loss: called once per sequence on the seed's contract, with an optional vectorised fast path.
 
-    trainer_logprobs: Float[Tensor, " seq"]
-    """Logprobs of the current policy; requires grad."""
-    inference_logprobs: Float[Tensor, " seq"]
-    """Logprobs of the sampling (inference) policy after temperature; 0 on prompt and environment tokens."""
-    teacher_logprobs: Float[Tensor, " seq"] | None
-    """Logprobs of the teacher, or None when no teacher is configured."""
-    advantages: Float[Tensor, " seq"]
-    """The sample's advantage repeated on every token."""
-    loss_mask: Bool[Tensor, " seq"]
-    """True on tokens the model generated (trained on)."""
+    `setup_loss_fn` builds both from the same config, so the fast path always computes the loss it stands for.
+    """
 
+    per_sequence: LossFn
+    """`fn(inputs: LossInputs) -> LossOutputs` with its kwargs bound."""
+    packed: PackedLossFn | None = None
+    """The same loss over a whole packed micro-batch (None: the trainer calls `per_sequence` on each sequence)."""
 
-@dataclass
-class LossOutputs:
-    """The summed (not averaged) loss of one sequence and its metrics."""
-
-    loss: Float[Tensor, ""]
-    """Sum over the sequence; the framework divides the total by `loss_scale`."""
-    metrics: dict[str, Tensor]
-    """0-d tensors are one value per sequence, 1-d tensors are per token."""
-
-
-LossFn = Callable[[LossInputs], LossOutputs]
-"""A configured loss: `loss_fn(inputs: LossInputs) -> LossOutputs` (kwargs already bound by `setup_loss_fn`)."""
-
-
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of `values` over `mask`; 0 for an empty mask."""
-    return torch.where(mask, values, 0).sum() / mask.sum().clamp_min(1)
-
-
-def default_loss_fn(inputs: LossInputs, loss_config: LossConfig) -> LossOutputs:
-    """Masked importance sampling against the inference policy (DESIGN.md section 4)."""
-    cfg, lp, mask = loss_config, inputs.trainer_logprobs, inputs.loss_mask
-    log_ratio = (lp - inputs.inference_logprobs).detach()
-    ratio = torch.exp(log_ratio)
-    geo = torch.exp(masked_mean(log_ratio, mask))
-    token_low, token_high = ratio < cfg.token_mask_low, ratio > cfg.token_mask_high
-    # "any loss token below/above" is the same test as "min/max over loss tokens below/above".
-    seq_low = (mask & (ratio < cfg.sequence_mask_low)).any()
-    seq_high = (mask & (ratio > cfg.sequence_mask_high)).any()
-    geo_low, geo_high = geo < cfg.geo_mask_low, geo > cfg.geo_mask_high
-    is_masked = token_low | token_high | seq_low | seq_high | geo_low | geo_high
-    keep = mask & ~is_masked
-
-    if cfg.ratio_type == "sequence":
-        seq_log_ratio = torch.where(mask, log_ratio, 0).sum().clamp(max=10.0)
-        weight = torch.exp(seq_log_ratio).clamp(max=cfg.sequence_clip_high)
-    else:
-        weight = ratio
-    advantages = cfg.adv_tau * inputs.advantages
-    if inputs.teacher_logprobs is not None:
-        advantages = advantages + cfg.teacher_tau * (inputs.teacher_logprobs - lp.detach())
-    # Zero the coefficient (not the product) so an inf ratio on a masked token cannot turn the gradient into NaN.
-    coeff = torch.where(keep, weight * (advantages - cfg.kl_tau * log_ratio), 0).detach()
-    loss = -(coeff * lp).sum()
-    if cfg.ratio_type == "sequence":
-        loss = loss / mask.sum().clamp_min(1)
-
-    token_kl = ratio - log_ratio - 1
-    metrics = {
-        "mismatch_kl": masked_mean(token_kl, mask),
-        "masked_mismatch_kl": masked_mean(token_kl, mask & is_masked),
-        "unmasked_mismatch_kl": masked_mean(token_kl, keep),
-        "is_masked": is_masked[mask].float(),
-        "is_masked_low": token_low[mask].float(),
-        "is_masked_high": token_high[mask].float(),
-        "sequence_masked_low": seq_low.float(),
-        "sequence_masked_high": seq_high.float(),
-        "geo_masked_low": geo_low.float(),
-        "geo_masked_high": geo_high.float(),
-        "geo_seq_ratio": geo,
-    }
-    if inputs.teacher_logprobs is not None:
-        metrics["teacher_kl"] = masked_mean((lp - inputs.teacher_logprobs).detach(), mask)
-    return LossOutputs(loss=loss, metrics=metrics)
+    def __call__(self, inputs: LossInputs) -> LossOutputs:
+        return self.per_sequence(inputs)
 
 
 def check_loss_outputs(out: object, inputs: LossInputs, name: str) -> LossOutputs:
@@ -124,26 +79,17 @@ def check_loss_outputs(out: object, inputs: LossInputs, name: str) -> LossOutput
     return LossOutputs(loss=out.loss, metrics=metrics)
 
 
-def _checked(fn: Callable[..., LossOutputs], name: str, kwargs: dict) -> LossFn:
-    def loss_fn(inputs: LossInputs) -> LossOutputs:
-        return check_loss_outputs(fn(inputs, **kwargs), inputs, name)
-
-    loss_fn.__qualname__ = name
-    return loss_fn
-
-
-def setup_loss_fn(loss_config: LossConfigType) -> LossFn:
+def setup_loss_fn(loss_config: LossConfigType) -> Loss:
     """The configured loss with its kwargs bound; a custom `import_path` is imported and checked here (ConfigError)."""
     if isinstance(loss_config, LossConfig):
-        return functools.partial(default_loss_fn, loss_config=loss_config)
+        return Loss(
+            per_sequence=functools.partial(default_loss_fn, loss_config=loss_config),
+            packed=functools.partial(packed_default_loss, loss_config=loss_config),
+        )
     if isinstance(loss_config, CustomLossConfig):
-        fn = import_object(loss_config.import_path, "function")
-        bind_kwargs(fn, loss_config.import_path, loss_config.kwargs)
-        return _checked(fn, loss_config.import_path, dict(loss_config.kwargs))
-    from prime_rl.trainer.rl.losses import LOSS_FUNCTIONS
-
+        return Loss(per_sequence=loss_config.load_plugin(check_loss_outputs))
     kwargs = loss_config.model_dump(exclude={"type"})
-    return functools.partial(LOSS_FUNCTIONS[loss_config.type], **kwargs)
+    return Loss(per_sequence=functools.partial(LOSS_FUNCTIONS[loss_config.type], **kwargs))
 
 
 def aggregate_metrics(per_sequence: list[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -189,20 +135,16 @@ def compute_loss(
 
 def compute_micro_batch_loss(
     trainer_logprobs: Float[Tensor, " tokens"],
-    inference_logprobs: Float[Tensor, " tokens"],
-    teacher_logprobs: Float[Tensor, " tokens"] | None,
-    advantages: Float[Tensor, " tokens"],
-    loss_mask: Bool[Tensor, " tokens"],
-    seq_lens: list[int],
+    micro_batch: MicroBatch,
     loss_fn: LossFn,
-    loss_config: LossConfigType,
     loss_scale: float,
+    teacher_logprobs: Float[Tensor, " tokens"] | None = None,
 ) -> tuple[Float[Tensor, ""], dict[str, Tensor]]:
-    """Loss of one packed micro-batch (sequences concatenated, `sum(seq_lens) == tokens`), equal to `compute_loss`.
+    """Loss of one packed micro-batch (its sequences concatenated), equal to `compute_loss` on its sequences.
 
-    The default loss runs vectorized over all sequences; any other loss is called once per sequence.
+    A `Loss` with a packed fast path runs vectorised over all sequences; any other loss is called once per sequence.
     """
-    num_tokens = trainer_logprobs.shape[0]
+    seq_lens, num_tokens = micro_batch.seq_lens, trainer_logprobs.shape[0]
     if sum(seq_lens) != num_tokens or any(n <= 0 for n in seq_lens):
         raise ValueError(
             f"seq_lens must be positive and sum to the {num_tokens} tokens, "
@@ -210,22 +152,14 @@ def compute_micro_batch_loss(
         )
     if loss_scale <= 0:
         raise ValueError(f"loss_scale must be positive, got {loss_scale}")
-    if isinstance(loss_config, LossConfig):
-        loss, metrics = packed_default_loss(
-            trainer_logprobs, inference_logprobs, teacher_logprobs, advantages, loss_mask, seq_lens, loss_config
-        )
-        return loss / loss_scale, metrics
+    mb = micro_batch
+    if isinstance(loss_fn, Loss) and loss_fn.packed is not None:
+        inputs = LossInputs(trainer_logprobs, mb.inference_logprobs, teacher_logprobs, mb.advantages, mb.loss_mask)
+        out = loss_fn.packed(inputs, seq_lens)
+        return out.loss / loss_scale, out.metrics
 
-    def split(t: Tensor) -> list[Tensor]:
-        return list(torch.split(t, seq_lens))
+    def split(t: Tensor | None) -> list[Tensor] | None:
+        return list(torch.split(t, seq_lens)) if t is not None else None
 
-    teachers = split(teacher_logprobs) if teacher_logprobs is not None else None
-    return compute_loss(
-        split(trainer_logprobs),
-        split(inference_logprobs),
-        teachers,
-        split(advantages),
-        split(loss_mask),
-        loss_fn,
-        loss_scale,
-    )
+    lp, inf_lp, teacher_lp = split(trainer_logprobs), split(mb.inference_logprobs), split(teacher_logprobs)
+    return compute_loss(lp, inf_lp, teacher_lp, split(mb.advantages), split(mb.loss_mask), loss_fn, loss_scale)

@@ -14,22 +14,21 @@ from prime_rl.utils.config import cli
 def train(config: RLTrainerConfig) -> None:
     import torch
 
-    from prime_rl.trainer.ckpt import load_checkpoint, resolve_resume_step
-    from prime_rl.trainer.model import setup_model, setup_tokenizer
+    from prime_rl.trainer.ckpt import resolve_resume_step
+    from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
     from prime_rl.trainer.optim import setup_optimizer
-    from prime_rl.trainer.outputs import save_step_outputs
+    from prime_rl.trainer.outputs import CheckpointManager
     from prime_rl.trainer.packing import pack_samples
+    from prime_rl.trainer.report import log_step, rl_batch_metrics
     from prime_rl.trainer.rl.data import check_staleness, setup_data_loader
     from prime_rl.trainer.rl.loss import setup_loss_fn
-    from prime_rl.trainer.rl.report import log_step
-    from prime_rl.trainer.rl.step import train_step
     from prime_rl.trainer.scheduler import setup_scheduler
+    from prime_rl.trainer.step import check_finite, train_step
     from prime_rl.utils.device import set_num_threads
     from prime_rl.utils.fs import is_stable
     from prime_rl.utils.logger import setup_logger
     from prime_rl.utils.metrics import MetricsWriter
     from prime_rl.weights.broadcast import broadcast_dir, broadcast_weights
-    from prime_rl.weights.export import export_dir, export_hf
 
     out = config.output_dir
     logger = setup_logger("trainer", config.log.level, out / "logs" / "trainer.log" if config.log.file else None)
@@ -40,14 +39,16 @@ def train(config: RLTrainerConfig) -> None:
     tokenizer = setup_tokenizer(config.model)
     optimizer = setup_optimizer(config.optim, model)
     scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
+    checkpoints = CheckpointManager(out, config.ckpt, config.weights, model, tokenizer, optimizer, scheduler)
     data = setup_data_loader(config.data, out, model.config.vocab_size, config.seed)
     metrics = MetricsWriter(out / "metrics" / "trainer.jsonl")
+    device = model_device(model)
     keep_broadcasts = config.max_async_level + 1
 
     step, nonfinite_steps = 0, 0
     if config.ckpt.resume_step is not None:
         step = resolve_resume_step(out, config.ckpt.resume_step)
-        nonfinite_steps = load_checkpoint(out, step, model, optimizer, scheduler).get("nonfinite_steps", 0)
+        nonfinite_steps = checkpoints.load(step).get("nonfinite_steps", 0)
         if step > 0 and not is_stable(broadcast_dir(out, step)):
             broadcast_weights(model, out, step, keep_broadcasts)
 
@@ -61,39 +62,23 @@ def train(config: RLTrainerConfig) -> None:
         if not micro_batches:
             raise ValueError(f"step {step}: the batch has no tokens ({len(batch.samples)} samples)")
         result = train_step(
-            model,
-            optimizer,
-            scheduler,
-            micro_batches,
-            loss_fn,
-            config.loss,
-            config.optim.max_norm,
-            config.model.logprob_chunk_size,
+            model, optimizer, scheduler, micro_batches, loss_fn, config.optim.max_norm, config.model.logprob_chunk_size
         )
         result.times["wait_for_batch"] = waited
-        if not result.finite:
-            if config.on_nonfinite == "stop":
-                raise FloatingPointError(
-                    f"step {step}: non-finite loss {result.loss} (gradient norm {result.grad_norm}); stopping because "
-                    f'trainer.on_nonfinite = "stop" (set "skip" to skip such steps)'
-                )
-            nonfinite_steps += 1
-            logger.warning(f"step {step}: non-finite loss {result.loss} or gradient norm; optimizer step skipped")
+        check_finite(result, step, config.on_nonfinite, "trainer.on_nonfinite", logger)
+        nonfinite_steps += not result.finite
 
         t = time.perf_counter()
         broadcast_weights(model, out, step + 1, keep_broadcasts)
         result.times["broadcast"] = time.perf_counter() - t
         step += 1
-        final = step == config.max_steps
-
-        extra = {"nonfinite_steps": nonfinite_steps}
-        args = (model, tokenizer, optimizer, scheduler, extra)
-        result.times |= save_step_outputs(out, step, final, config.ckpt, config.weights, *args)
+        result.times |= checkpoints.maybe_save(step, step == config.max_steps, {"nonfinite_steps": nonfinite_steps})
         result.times["step"] = time.perf_counter() - start
-        counts = {"nonfinite": int(not result.finite), "nonfinite_steps": nonfinite_steps}
-        log_step(step - 1, batch, micro_batches, result, model, metrics, counts)
-    if step == config.max_steps and config.weights.final and not is_stable(export_dir(out, step)):
-        export_hf(model, tokenizer, out, step)  # resumed from the final checkpoint of a run killed before its export
+        extra = rl_batch_metrics(step - 1, batch, micro_batches)
+        extra |= {"nonfinite": int(not result.finite), "nonfinite_steps": nonfinite_steps}
+        log_step(step - 1, len(batch.samples), micro_batches, result, device, metrics, logger, extra)
+    if step == config.max_steps:
+        checkpoints.finish(step)
     logger.info(f"Finished training at step {step}")
 
 

@@ -97,6 +97,8 @@ class SFTConfig(BaseSettingsConfig):
     """Logging."""
     seed: int = 0
     """Seed of torch and of the data order."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/inf loss or gradient norm: `stop` fails naming the step; `skip` skips the optimizer step and counts it."""
 
     @model_validator(mode="after")
     def _check_steps(self) -> SFTConfig:

@@ -37,14 +37,14 @@ def setup_inputs(config: SFTConfig):
 def train(config: SFTConfig) -> None:
     import torch
 
-    from prime_rl.trainer.ckpt import load_checkpoint
     from prime_rl.trainer.model import model_device, setup_model
     from prime_rl.trainer.optim import setup_optimizer
-    from prime_rl.trainer.outputs import save_step_outputs
+    from prime_rl.trainer.outputs import CheckpointManager
     from prime_rl.trainer.packing import pack_samples
+    from prime_rl.trainer.report import log_step
     from prime_rl.trainer.scheduler import setup_scheduler
-    from prime_rl.trainer.sft.report import log_sft_step
-    from prime_rl.trainer.sft.step import sft_step
+    from prime_rl.trainer.sft.loss import SFT_LOSS
+    from prime_rl.trainer.step import check_finite, train_step
     from prime_rl.utils.device import set_num_threads
     from prime_rl.utils.logger import setup_logger
     from prime_rl.utils.metrics import MetricsWriter
@@ -60,25 +60,26 @@ def train(config: SFTConfig) -> None:
     model = setup_model(config.model)
     optimizer = setup_optimizer(config.optim, model)
     scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
+    checkpoints = CheckpointManager(out, config.ckpt, config.weights, model, tokenizer, optimizer, scheduler)
     metrics = MetricsWriter(out / "metrics" / "sft.jsonl")
-    if step > 0:
-        load_checkpoint(out, step, model, optimizer, scheduler)
+    nonfinite_steps = checkpoints.load(step).get("nonfinite_steps", 0) if step > 0 else 0
 
     logger.info(f"Training from step {step} to {config.max_steps} (output_dir {out})")
     while step < config.max_steps:
         start = time.perf_counter()
         samples = data.get_batch(step)
         micro_batches = pack_samples(samples, config.seq_len)
-        result = sft_step(
-            model, optimizer, scheduler, micro_batches, config.optim.max_norm, config.model.logprob_chunk_size
+        result = train_step(
+            model, optimizer, scheduler, micro_batches, SFT_LOSS, config.optim.max_norm, config.model.logprob_chunk_size
         )
+        check_finite(result, step, config.on_nonfinite, "on_nonfinite", logger)
+        nonfinite_steps += not result.finite
         step += 1
-        final = step == config.max_steps
-
-        args = (model, tokenizer, optimizer, scheduler)
-        result.times |= save_step_outputs(out, step, final, config.ckpt, config.weights, *args)
+        result.times |= checkpoints.maybe_save(step, step == config.max_steps, {"nonfinite_steps": nonfinite_steps})
         result.times["step"] = time.perf_counter() - start
-        log_sft_step(step - 1, len(samples), micro_batches, result, model_device(model), metrics)
+        extra = {"nonfinite": int(not result.finite), "nonfinite_steps": nonfinite_steps}
+        log_step(step - 1, len(samples), micro_batches, result, model_device(model), metrics, logger, extra)
+    checkpoints.finish(step)
     logger.info(f"Finished SFT at step {step}")
 
 

@@ -7,7 +7,7 @@ MiniMax, 2025, "MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning
 
 import torch
 
-from prime_rl.trainer.rl.loss import LossInputs, LossOutputs, masked_mean
+from prime_rl.trainer.rl.loss_types import LossInputs, LossOutputs, masked_mean
 
 
 def cispo_loss(inputs: LossInputs, clip_eps_low: float = 1.0, clip_eps_high: float = 0.28) -> LossOutputs:

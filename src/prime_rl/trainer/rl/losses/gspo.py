@@ -8,7 +8,7 @@ weighs sequences by length instead of averaging over sequences.
 
 import torch
 
-from prime_rl.trainer.rl.loss import LossInputs, LossOutputs, masked_mean
+from prime_rl.trainer.rl.loss_types import LossInputs, LossOutputs, masked_mean
 
 
 def gspo_loss(inputs: LossInputs, clip_eps_low: float = 3e-4, clip_eps_high: float = 4e-4) -> LossOutputs:

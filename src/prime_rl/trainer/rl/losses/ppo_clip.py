@@ -7,7 +7,7 @@ sequence's loss tokens (the framework divides by the step's loss-token count).
 
 import torch
 
-from prime_rl.trainer.rl.loss import LossInputs, LossOutputs, masked_mean
+from prime_rl.trainer.rl.loss_types import LossInputs, LossOutputs, masked_mean
 
 
 def ppo_clip_loss(inputs: LossInputs, clip_eps: float = 0.2) -> LossOutputs:

@@ -6,7 +6,7 @@ ratio `r_t = π/μ` corrects for sampling with the inference policy; nothing is 
 
 import torch
 
-from prime_rl.trainer.rl.loss import LossInputs, LossOutputs, masked_mean
+from prime_rl.trainer.rl.loss_types import LossInputs, LossOutputs, masked_mean
 
 
 def reinforce_loss(inputs: LossInputs) -> LossOutputs:
