@@ -34,7 +34,7 @@ class LossConfig(BaseConfig):
     adv_tau: float = Field(1.0, ge=0)
     """Scale of the advantages."""
     teacher_tau: float = Field(0.0, ge=0)
-    """Weight of the teacher term `teacher_lp - trainer_lp` added to the advantages (needs a teacher)."""
+    """Weight of the teacher term `teacher_lp - trainer_lp` added to the advantages (must be 0: no teacher yet)."""
     kl_tau: float = Field(0.0, ge=0)
     """Weight of the KL penalty to the inference policy."""
 
