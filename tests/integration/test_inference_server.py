@@ -242,7 +242,7 @@ def test_a_late_request_joins_the_running_batch(server: Server):
     body = {"messages": MESSAGES, "max_tokens": 180, "min_tokens": 180, "seed": 6, "return_token_ids": True}
     with ThreadPoolExecutor(1) as pool:
         long = pool.submit(server.post, "/v1/chat/completions", body)
-        while not server.engine._active:
+        while not server.engine.scheduler.active:
             time.sleep(0.005)
         short = server.chat(max_tokens=2, seed=1)
         assert not long.done()  # the short request was served while the long one was decoding
@@ -312,7 +312,7 @@ def test_requests_in_flight_restart_on_new_weights_never_mixing(server: Server):
     body = {"messages": MESSAGES, "max_tokens": 200, "min_tokens": 200, "seed": 4, "return_token_ids": True}
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(server.post, "/v1/chat/completions", body)
-        while server.engine.stats["decode_steps"] == 0 or not server.engine._active:
+        while server.engine.stats["decode_steps"] == 0 or not server.engine.scheduler.active:
             time.sleep(0.01)
         assert server.post("/update_weights", {"weight_dir": str(weight_dir)}).status_code == 200
         result = future.result().json()

@@ -10,10 +10,10 @@ from prime_rl.utils.config import cli
 
 def setup_engine(config: InferenceConfig):
     """Builds and starts the transformers engine described by `config`."""
-    from prime_rl.inference.engines.hf import HFEngine
+    from prime_rl.inference.engines.hf import setup_hf_engine
     from prime_rl.utils.models import resolve_model_path
 
-    engine = HFEngine(
+    engine = setup_hf_engine(
         resolve_model_path(config.model.name),
         dtype=config.model.dtype,
         device=config.model.device,

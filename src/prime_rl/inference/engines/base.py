@@ -75,7 +75,7 @@ class Engine(ABC):
 
     @abstractmethod
     def start(self) -> None:
-        """Loads the model and starts the engine loop."""
+        """Starts the engine loop (loading the model first if the constructor did not)."""
 
     @abstractmethod
     def shutdown(self) -> None:

@@ -4,6 +4,8 @@ Requests queue up; between decode steps the engine thread prefills waiting promp
 the `n` choices of a request), adds them to the running batch, and drops sequences that finished. Keys and values
 live in a `SlotKVCache`, so the prompt is never recomputed. Weight updates run on the same thread between steps;
 sequences in flight are then restarted from their prompt on the new weights, so no completion mixes two policies.
+Pieces: `scheduler.py` (queue and batch), `model_runner.py` (forwards and cache), `sampling.py`, `stopping.py`,
+`weights.py` (reading a weight directory), `requests.py` (per-request state).
 """
 
 from __future__ import annotations
@@ -11,140 +13,59 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
-from prime_rl.inference.engines.base import (
-    CompletionChoice,
-    Engine,
-    EngineError,
-    GenerationResult,
-    SamplingParams,
-    TokenCallback,
-)
-from prime_rl.inference.engines.kv_cache import SlotKVCache, register_attention
-from prime_rl.inference.engines.sampling import SamplingBatch, sample
-from prime_rl.inference.engines.weights import copy_into, read_weight_dir, unique_state
+from prime_rl.inference.engines.base import Engine, EngineError, GenerationResult, SamplingParams, TokenCallback
+from prime_rl.inference.engines.model_runner import ModelRunner, load_model_runner
+from prime_rl.inference.engines.requests import Request, Sequence, dispatch, resolve
+from prime_rl.inference.engines.sampling import sample, sampling_batch
+from prime_rl.inference.engines.scheduler import Scheduler
+from prime_rl.inference.engines.stopping import check_finished
+from prime_rl.inference.engines.weights import read_weight_dir
 from prime_rl.utils.logger import get_logger
-
-ARRIVAL_QUIET_S = 0.005
-ARRIVAL_MAX_WAIT_S = 0.05
-"""From idle, the engine waits until requests stop arriving for ARRIVAL_QUIET_S (at most ARRIVAL_MAX_WAIT_S), so a
-burst of requests shares one prefill instead of the first one being prefilled alone."""
-
-PREFILL_TOKEN_BUDGET = 4096
-"""Most (padded) prompt tokens prefilled in one forward; bounds the attention activations of a prefill."""
-
-
-@dataclass(eq=False)
-class _Request:
-    prompt_ids: list[int]
-    params: SamplingParams
-    max_new: int
-    future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
-    seed: int
-    on_token: TokenCallback | None = None
-    sequences: list[_Sequence] = field(default_factory=list)
-    policy_step: int = 0
-
-
-@dataclass(eq=False)
-class _Sequence:
-    request: _Request
-    index: int
-    generator: torch.Generator
-    length: int
-    """Tokens held in the KV cache."""
-    token_ids: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    top: list[list[tuple[int, float]]] | None = None
-    finish_reason: str | None = None
-    text: str | None = None
 
 
 class HFEngine(Engine):
-    """Serves a transformers causal LM whose attention layers call `cache.update` (Llama, Qwen, Mistral, SmolLM...)."""
+    """Serves the model of a `ModelRunner`; `start` launches the engine thread (see `setup_hf_engine`)."""
 
-    def __init__(
-        self,
-        model_path: str,
-        dtype: str = "auto",
-        device: str = "auto",
-        max_model_len: int | None = None,
-        max_batch_size: int = 64,
-        num_threads: int | None = None,
-        seed: int = 0,
-    ):
-        self.model_path, self.dtype_name, self.device_name = model_path, dtype, device
-        self.requested_max_len = max_model_len
+    def __init__(self, runner: ModelRunner, max_batch_size: int = 64, seed: int = 0):
+        self.runner = runner
+        self.tokenizer = runner.tokenizer
+        self.model_path = runner.model_path
+        self.max_model_len = runner.max_model_len
+        self.stop_ids = runner.stop_ids
         self.max_batch_size = max_batch_size
-        self.num_threads = num_threads
         self.policy_step = 0
+        self.scheduler = Scheduler(max_batch_size, runner.cache)
         self.logger = get_logger("inference.engine")
         self._seed_rng = random.Random(seed)
-        self._cond = threading.Condition()
-        self._pending: deque[_Request] = deque()
         self._commands: deque[Callable[[], None]] = deque()
-        self._active: list[_Sequence] = []
-        self._in_flight: list[_Request] = []
+        """Work for the engine thread between steps (weight swaps); guarded by `scheduler.cond`."""
         self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._base_state: dict[str, Tensor] | None = None
+        self._thread = threading.Thread(target=self._run, name="inference-engine", daemon=True)
         self.stats = {"prefill_forwards": 0, "prefill_tokens": 0, "decode_steps": 0, "restarted_requests": 0}
         """Counters for tests and logs: prompts are prefilled once per request, not per choice or token."""
 
-    # ------------------------------------------------------------------ setup
+    # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from prime_rl.utils.device import get_device, resolve_dtype, set_num_threads
-
-        set_num_threads(self.num_threads)
-        self.device = get_device(self.device_name)
-        dtype = resolve_dtype(self.dtype_name, self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            self.model_path, dtype=dtype, attn_implementation=register_attention()
-        )
-        self.model.to(self.device).eval()
-        config = self.model.config.get_text_config()
-        self.max_model_len = self.requested_max_len or int(config.max_position_embeddings)
-        self.stop_ids = sorted(self._stop_token_ids())
-        self._stop_set = set(self.stop_ids)
-        self._stop_tensor = torch.tensor(self.stop_ids, dtype=torch.long, device=self.device)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        self.cache = SlotKVCache(config.num_hidden_layers, config.num_key_value_heads, head_dim, dtype, self.device)
-        self.backbone = getattr(self.model, self.model.base_model_prefix)
-        self.lm_head = self.model.get_output_embeddings()
-        self._thread = threading.Thread(target=self._run, name="inference-engine", daemon=True)
         self._thread.start()
         self.logger.info(
-            f"engine ready: {self.model_path} on {self.device} ({dtype}), max_model_len={self.max_model_len}"
+            f"engine ready: {self.model_path} on {self.runner.device} ({self.runner.cache.dtype}), "
+            f"max_model_len={self.max_model_len}"
         )
 
-    def _stop_token_ids(self) -> set[int]:
-        ids: set[int] = set()
-        for source in (self.model.generation_config, self.model.config, self.tokenizer):
-            eos = getattr(source, "eos_token_id", None)
-            ids.update([eos] if isinstance(eos, int) else (eos or []))
-        if not ids:
-            raise EngineError(f"model `{self.model_path}` defines no eos_token_id", status=500)
-        return ids
-
     def shutdown(self) -> None:
-        with self._cond:
+        with self.scheduler.cond:
             self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
+            self.scheduler.cond.notify_all()
+        if self._thread.is_alive():
             self._thread.join(timeout=30)
 
     # ------------------------------------------------------------------ public API (event loop side)
@@ -160,7 +81,7 @@ class HFEngine(Engine):
             )
         if params.n > self.max_batch_size:
             raise EngineError(f"n={params.n} exceeds the server's max_batch_size={self.max_batch_size}", "n")
-        vocab = self.model.config.get_text_config().vocab_size
+        vocab = self.runner.vocab_size
         if any(t < 0 or t >= vocab for t in prompt_ids):
             raise EngineError(f"prompt token ids must be in [0, {vocab})", "tokens")
         return room if params.max_tokens is None else min(params.max_tokens, room)
@@ -171,18 +92,16 @@ class HFEngine(Engine):
         max_new = self.check(prompt_ids, params)
         loop = asyncio.get_running_loop()
         seed = params.seed if params.seed is not None else self._seed_rng.getrandbits(63)
-        request = _Request(list(prompt_ids), params, max_new, loop.create_future(), loop, seed, on_token)
-        with self._cond:
-            self._pending.append(request)
-            self._cond.notify_all()
+        request = Request(list(prompt_ids), params, max_new, loop.create_future(), loop, seed, on_token)
+        self.scheduler.submit(request)
         return await request.future
 
     async def update_weights(self, weight_dir: Path, step: int) -> None:
-        tensors = await asyncio.to_thread(read_weight_dir, weight_dir, self.model)
+        tensors = await asyncio.to_thread(read_weight_dir, weight_dir, self.runner.model)
         await self._run_command(lambda: self._apply(tensors, step))
 
     async def reload_weights(self) -> None:
-        await self._run_command(lambda: self._apply(self._base_state, 0) if self._base_state else self._set_step(0))
+        await self._run_command(self._reload)
 
     async def _run_command(self, fn: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()
@@ -192,23 +111,24 @@ class HFEngine(Engine):
             try:
                 fn()
             except Exception as e:
-                loop.call_soon_threadsafe(_resolve, done, None, e)
+                loop.call_soon_threadsafe(resolve, done, None, e)
                 return
-            loop.call_soon_threadsafe(_resolve, done, None, None)
+            loop.call_soon_threadsafe(resolve, done, None, None)
 
-        with self._cond:
+        with self.scheduler.cond:
             self._commands.append(command)
-            self._cond.notify_all()
+            self.scheduler.cond.notify_all()
         await done
 
     # ------------------------------------------------------------------ engine thread
 
     def _run(self) -> None:
+        cond = self.scheduler.cond
         with torch.inference_mode():
             while True:
-                with self._cond:
-                    while not (self._stopping or self._commands or self._pending or self._active):
-                        self._cond.wait()
+                with cond:
+                    while not (self._stopping or self._commands or self.scheduler.pending or self.scheduler.active):
+                        cond.wait()
                     if self._stopping:
                         break
                     commands = list(self._commands)
@@ -219,171 +139,74 @@ class HFEngine(Engine):
                     self._step()
                 except Exception as e:
                     self.logger.exception("engine step failed; failing the requests in flight")
-                    self._fail(self._in_flight, e)
-        with self._cond:
-            pending = list(self._pending)
-            self._pending.clear()
-        self._fail(self._in_flight + pending, EngineError("the engine shut down", status=503))
+                    for request in self.scheduler.clear():
+                        request.fail(e)
+        with cond:
+            pending = list(self.scheduler.pending)
+            self.scheduler.pending.clear()
+        for request in self.scheduler.clear() + pending:
+            request.fail(EngineError("the engine shut down", status=503))
 
     def _step(self) -> None:
-        self._drop_cancelled()
-        if not self._active:
-            self._wait_for_burst()
+        self.scheduler.drop_cancelled()
+        if not self.scheduler.active:
+            self.scheduler.wait_for_burst()
         self._admit()
-        if self._active:
+        if self.scheduler.active:
             self._decode()
-        if not self._active and not self._pending:
-            self.cache.release()
+        if self.scheduler.idle:
+            self.runner.cache.release()
 
-    def _wait_for_burst(self) -> None:
-        deadline = time.monotonic() + ARRIVAL_MAX_WAIT_S
-        seen = -1
-        while seen != len(self._pending) and time.monotonic() < deadline:
-            seen = len(self._pending)
-            time.sleep(ARRIVAL_QUIET_S)
-
-    def _set_step(self, step: int) -> None:
-        self.policy_step = step
+    def _reload(self) -> None:
+        if self.runner.base_state is None:
+            self.policy_step = 0
+        else:
+            self._apply(self.runner.base_state, 0)
 
     def _apply(self, tensors: dict[str, Tensor], step: int) -> None:
         """Copies weights in place and restarts everything in flight, so no completion mixes two policies."""
-        if self._base_state is None:
-            self._base_state = {k: v.detach().clone() for k, v in unique_state(self.model).items()}
-        with torch.inference_mode(False), torch.no_grad():
-            copy_into(self.model, tensors)
+        self.runner.load_weights(tensors)
         # A stream cannot take back tokens it already sent, so streamed requests end with an error instead.
-        streamed = [r for r in self._in_flight if r.on_token is not None]
-        restart = [r for r in self._in_flight if r.on_token is None]
+        streamed, restarted = self.scheduler.requeue_in_flight()
         for request in streamed:
-            error = EngineError(f"weights were updated to policy step {step} during this stream; retry", status=409)
-            request.loop.call_soon_threadsafe(_resolve, request.future, None, error)
-        restarted = len(restart)
-        self.stats["restarted_requests"] += restarted
-        with self._cond:
-            self._pending.extendleft(reversed(restart))
-        self._in_flight, self._active = [], []
+            request.fail(
+                EngineError(f"weights were updated to policy step {step} during this stream; retry", status=409)
+            )
+        self.stats["restarted_requests"] += len(restarted)
         self.policy_step = step
-        self.logger.info(f"weights of policy step {step} loaded ({restarted} requests restarted)")
-
-    def _fail(self, requests: list[_Request], error: Exception) -> None:
-        self._in_flight, self._active = [], []
-        self.cache.release()
-        for request in requests:
-            request.loop.call_soon_threadsafe(_resolve, request.future, None, error)
-
-    def _drop_cancelled(self) -> None:
-        if not any(r.future.cancelled() for r in self._in_flight):
-            return
-        self._in_flight = [r for r in self._in_flight if not r.future.cancelled()]
-        self._compact([s for s in self._active if not s.request.future.cancelled()])
-
-    # ------------------------------------------------------------------ prefill
-
-    def _take_admissible(self) -> list[_Request]:
-        """Pops waiting requests that fit in the batch and in one prefill forward."""
-        taken: list[_Request] = []
-        rows = len(self._active)
-        with self._cond:
-            while self._pending:
-                request = self._pending[0]
-                if request.future.cancelled():
-                    self._pending.popleft()
-                    continue
-                longest = max([len(r.prompt_ids) for r in taken] + [len(request.prompt_ids)])
-                if rows + request.params.n > self.max_batch_size:
-                    break
-                if taken and longest * (len(taken) + 1) > PREFILL_TOKEN_BUDGET:
-                    break
-                taken.append(self._pending.popleft())
-                rows += request.params.n
-        return taken
+        self.logger.info(f"weights of policy step {step} loaded ({len(restarted)} requests restarted)")
 
     def _admit(self) -> None:
-        requests = self._take_admissible()
+        requests = self.scheduler.take_admissible()
         if not requests:
             return
-        first = len(self._active)
-        lengths = [len(r.prompt_ids) for r in requests]
-        longest = max(lengths)
+        first = len(self.scheduler.active)
+        prompts = [r.prompt_ids for r in requests]
         self.stats["prefill_forwards"] += 1
-        self.stats["prefill_tokens"] += sum(lengths)
-        total_rows = first + sum(r.params.n for r in requests)
-        self.cache.reserve(total_rows, longest + 1)
-        input_ids = torch.full((len(requests), longest), self.pad_id, dtype=torch.long)
-        for i, request in enumerate(requests):
-            input_ids[i, : lengths[i]] = torch.tensor(request.prompt_ids)
-        length_t = torch.tensor(lengths)
-        positions = torch.arange(longest)
-        causal = positions[None, :] <= positions[:, None]
-        mask = causal[None] & (positions[None, None, :] < length_t[:, None, None])
-        self.cache.prepare(first, len(requests), None, longest)
-        hidden = self.backbone(
-            input_ids=input_ids.to(self.device),
-            attention_mask=mask[:, None].to(self.device),
-            position_ids=positions[None].expand(len(requests), -1).to(self.device),
-            cache=self.cache,
-            use_cache=True,
-        ).last_hidden_state
-        last = hidden[torch.arange(len(requests), device=self.device), (length_t - 1).to(self.device)]
-        logits = self.lm_head(last)
-        # Slots: the prefilled rows first (choice 0 of each request), then the other choices' copies, in order.
-        rows = list(range(len(requests)))
-        clones: list[_Sequence] = []
-        for i, request in enumerate(requests):
+        self.stats["prefill_tokens"] += sum(len(p) for p in prompts)
+        logits = self.runner.prefill(prompts, first, [r.params.n for r in requests])
+        for request in requests:
             request.policy_step = self.policy_step
-            request.sequences = self._new_sequences(request)
-            for seq in request.sequences[1:]:
-                self.cache.copy_slot(first + i, first + len(requests) + len(clones), lengths[i])
-                clones.append(seq)
-                rows.append(i)
-        ordered = [r.sequences[0] for r in requests] + clones
-        self._active.extend(ordered)
-        self._in_flight.extend(requests)
-        self._sample_and_advance(logits[torch.tensor(rows, device=self.device)], ordered)
-
-    def _new_sequences(self, request: _Request) -> list[_Sequence]:
-        seeds = torch.randint(
-            0, 2**62, (request.params.n,), generator=torch.Generator().manual_seed(request.seed % 2**63)
-        )
-        return [
-            _Sequence(
-                request=request,
-                index=i,
-                generator=torch.Generator().manual_seed(int(s)),
-                length=len(request.prompt_ids),
-                top=[] if request.params.top_logprobs else None,
-            )
-            for i, s in enumerate(seeds)
-        ]
-
-    # ------------------------------------------------------------------ decode
+            request.sequences = request.new_sequences(len(request.prompt_ids))
+        # Slot order of `prefill`: choice 0 of every request, then the other choices request by request.
+        ordered = [r.sequences[0] for r in requests] + [s for r in requests for s in r.sequences[1:]]
+        self.scheduler.add(requests, ordered)
+        self._sample_and_advance(logits, ordered)
 
     def _decode(self) -> None:
-        seqs = self._active
+        seqs = self.scheduler.active
         self.stats["decode_steps"] += 1
-        positions = torch.tensor([s.length for s in seqs])
-        read_len = int(positions.max()) + 1
-        self.cache.reserve(len(seqs), read_len)
-        mask = torch.arange(read_len)[None, :] <= positions[:, None]
-        input_ids = torch.tensor([[s.token_ids[-1]] for s in seqs], device=self.device)
-        positions_d = positions.to(self.device)
-        self.cache.prepare(0, len(seqs), positions_d, read_len)
-        hidden = self.backbone(
-            input_ids=input_ids,
-            attention_mask=mask[:, None, None, :].to(self.device),
-            position_ids=positions_d[:, None],
-            cache=self.cache,
-            use_cache=True,
-        ).last_hidden_state
-        logits = self.lm_head(hidden[:, 0])
+        logits = self.runner.decode([s.token_ids[-1] for s in seqs], [s.length for s in seqs])
         for seq in seqs:
             seq.length += 1
         self._sample_and_advance(logits, seqs)
 
-    def _sample_and_advance(self, logits: Tensor, seqs: list[_Sequence]) -> None:
+    def _sample_and_advance(self, logits: Float[Tensor, "rows vocab"], seqs: list[Sequence]) -> None:
         """Samples the next token of `seqs` (the last rows of the batch), records it and retires finished ones."""
-        batch = self._sampling_batch(seqs)
-        out = sample(logits, batch, self._stop_tensor)
+        uniform = [float(torch.rand((), generator=s.generator)) for s in seqs]
+        params = [s.request.params for s in seqs]
+        batch = sampling_batch(params, [len(s.token_ids) for s in seqs], uniform, self.runner.device)
+        out = sample(logits, batch, self.runner.stop_tensor)
         tokens, logprobs = out.tokens.tolist(), out.logprobs.tolist()
         top_ids = out.top_ids.tolist() if out.top_ids is not None else None
         top_lps = out.top_logprobs.tolist() if out.top_logprobs is not None else None
@@ -394,94 +217,28 @@ class HFEngine(Engine):
             if seq.top is not None and top_ids is not None:
                 k = seq.request.params.top_logprobs
                 seq.top.append(list(zip(top_ids[i][:k], top_lps[i][:k], strict=True)))
-            self._check_finished(seq)
+            check_finished(seq, self.tokenizer, self.runner.stop_set)
             if seq.request.on_token is not None:
                 top = seq.top[-1] if seq.top else []
                 event = (seq.index, tokens[i], logprobs[i], top, seq.finish_reason is not None)
                 streamed.setdefault(seq.request.loop, []).append((seq.request.on_token, event))
         # One wake-up of each event loop per step, not one per streamed token.
         for loop, calls in streamed.items():
-            loop.call_soon_threadsafe(_dispatch, calls)
+            loop.call_soon_threadsafe(dispatch, calls)
         if any(s.finish_reason for s in seqs):
-            self._retire()
-
-    def _sampling_batch(self, seqs: list[_Sequence]) -> SamplingBatch:
-        params = [s.request.params for s in seqs]
-        uniform = [float(torch.rand((), generator=s.generator)) for s in seqs]
-        return SamplingBatch(
-            temperature=torch.tensor([p.temperature for p in params], device=self.device),
-            top_p=torch.tensor([p.top_p for p in params], device=self.device),
-            top_k=torch.tensor([max(p.top_k, 0) for p in params], device=self.device),
-            min_p=torch.tensor([p.min_p for p in params], device=self.device),
-            ban_stop=torch.tensor([len(s.token_ids) < p.min_tokens for s, p in zip(seqs, params, strict=True)]).to(
-                self.device
-            ),
-            uniform=torch.tensor(uniform, device=self.device),
-            num_top_logprobs=max(p.top_logprobs for p in params),
-        )
-
-    def _check_finished(self, seq: _Sequence) -> None:
-        params = seq.request.params
-        token = seq.token_ids[-1]
-        if token in self._stop_set:
-            seq.finish_reason = "stop"
-            seq.text = self.tokenizer.decode(seq.token_ids[:-1], skip_special_tokens=True)
-            return
-        if params.stop and len(seq.token_ids) >= params.min_tokens:
-            text = self.tokenizer.decode(seq.token_ids, skip_special_tokens=True)
-            hits = [i for s in params.stop if (i := text.find(s)) >= 0]
-            if hits:
-                seq.finish_reason, seq.text = "stop", text[: min(hits)]
-                return
-        if len(seq.token_ids) >= seq.request.max_new:
-            seq.finish_reason = "length"
-            seq.text = self.tokenizer.decode(seq.token_ids, skip_special_tokens=True)
-
-    def _retire(self) -> None:
-        """Removes finished sequences from the batch and answers requests whose choices have all finished."""
-        self._compact([s for s in self._active if s.finish_reason is None])
-        still: list[_Request] = []
-        for request in self._in_flight:
-            if all(s.finish_reason for s in request.sequences):
-                result = GenerationResult(
-                    prompt_ids=request.prompt_ids,
-                    choices=[_to_choice(s) for s in request.sequences],
-                    policy_step=request.policy_step,
-                )
-                request.loop.call_soon_threadsafe(_resolve, request.future, result, None)
-            else:
-                still.append(request)
-        self._in_flight = still
-
-    def _compact(self, keep: list[_Sequence]) -> None:
-        """Moves the kept sequences' cache rows down so they occupy slots 0..len(keep)-1, in order."""
-        slot_of = {id(s): i for i, s in enumerate(self._active)}
-        for new_slot, seq in enumerate(keep):
-            old_slot = slot_of[id(seq)]
-            if old_slot != new_slot:
-                self.cache.copy_slot(old_slot, new_slot, seq.length)
-        self._active = keep
+            for request in self.scheduler.retire():
+                request.succeed()
 
 
-def _to_choice(seq: _Sequence) -> CompletionChoice:
-    return CompletionChoice(
-        token_ids_T=seq.token_ids,
-        logprobs_T=seq.logprobs,
-        top_logprobs_T=seq.top,
-        text=seq.text or "",
-        finish_reason="stop" if seq.finish_reason == "stop" else "length",
-    )
-
-
-def _dispatch(calls: list) -> None:
-    for fn, args in calls:
-        fn(*args)
-
-
-def _resolve(future: asyncio.Future, result: object, error: Exception | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def setup_hf_engine(
+    model_path: str,
+    dtype: str = "auto",
+    device: str = "auto",
+    max_model_len: int | None = None,
+    max_batch_size: int = 64,
+    num_threads: int | None = None,
+    seed: int = 0,
+) -> HFEngine:
+    """Loads the model and builds the engine (not started)."""
+    runner = load_model_runner(model_path, dtype, device, max_model_len, num_threads)
+    return HFEngine(runner, max_batch_size=max_batch_size, seed=seed)

@@ -15,6 +15,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from prime_rl.inference.engines.base import SamplingParams
+
 
 @dataclass
 class SamplingBatch:
@@ -28,6 +30,21 @@ class SamplingBatch:
     """Rows that have not reached `min_tokens` yet: their stop tokens cannot be sampled."""
     uniform: Float[Tensor, " batch"]
     num_top_logprobs: int
+
+
+def sampling_batch(
+    params: list[SamplingParams], generated: list[int], uniform: list[float], device: torch.device
+) -> SamplingBatch:
+    """The settings of each row: its request's parameters, its tokens so far (for `min_tokens`) and its uniform draw."""
+    return SamplingBatch(
+        temperature=torch.tensor([p.temperature for p in params], device=device),
+        top_p=torch.tensor([p.top_p for p in params], device=device),
+        top_k=torch.tensor([max(p.top_k, 0) for p in params], device=device),
+        min_p=torch.tensor([p.min_p for p in params], device=device),
+        ban_stop=torch.tensor([g < p.min_tokens for g, p in zip(generated, params, strict=True)]).to(device),
+        uniform=torch.tensor(uniform, device=device),
+        num_top_logprobs=max(p.top_logprobs for p in params),
+    )
 
 
 @dataclass
