@@ -63,6 +63,30 @@ class GenerationResult:
     policy_step: int
 
 
+def check_request(
+    prompt_ids: list[int], params: SamplingParams, max_model_len: int, vocab_size: int, max_batch_size: int
+) -> int:
+    """The limits every engine enforces (see `Engine.check`); returns how many tokens the request may generate."""
+    if not prompt_ids:
+        raise EngineError("the prompt is empty", "messages")
+    room = max_model_len - len(prompt_ids)
+    if room <= 0:
+        raise EngineError(
+            f"the prompt has {len(prompt_ids)} tokens, the model's context is {max_model_len} tokens", "messages"
+        )
+    if params.n > max_batch_size:
+        raise EngineError(f"n={params.n} exceeds the server's max_batch_size={max_batch_size}", "n")
+    for name in ("max_tokens", "min_tokens"):
+        value = getattr(params, name)
+        if value is not None and value > max_model_len:
+            raise EngineError(f"`{name}` ({value}) exceeds the model's context of {max_model_len} tokens", name)
+    if params.top_k > vocab_size:
+        raise EngineError(f"`top_k` ({params.top_k}) exceeds the vocabulary size {vocab_size}", "top_k")
+    if any(t < 0 or t >= vocab_size for t in prompt_ids):
+        raise EngineError(f"prompt token ids must be in [0, {vocab_size})", "tokens")
+    return room if params.max_tokens is None else min(params.max_tokens, room)
+
+
 TokenCallback = Callable[[int, int, float, list[tuple[int, float]], bool], None]
 """Called on the caller's event loop per sampled token: (choice index, token id, logprob, top logprobs, is last)."""
 

@@ -21,7 +21,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from prime_rl.inference.engines.base import Engine, EngineError, GenerationResult, SamplingParams, TokenCallback
+from prime_rl.inference.engines.base import (
+    Engine,
+    EngineError,
+    GenerationResult,
+    SamplingParams,
+    TokenCallback,
+    check_request,
+)
 from prime_rl.inference.engines.model_runner import ModelRunner, load_model_runner
 from prime_rl.inference.engines.requests import Request, Sequence, dispatch, resolve
 from prime_rl.inference.engines.sampling import sample, sampling_batch
@@ -71,20 +78,7 @@ class HFEngine(Engine):
     # ------------------------------------------------------------------ public API (event loop side)
 
     def check(self, prompt_ids: list[int], params: SamplingParams) -> int:
-        if not prompt_ids:
-            raise EngineError("the prompt is empty", "messages")
-        room = self.max_model_len - len(prompt_ids)
-        if room <= 0:
-            raise EngineError(
-                f"the prompt has {len(prompt_ids)} tokens, the model's context is {self.max_model_len} tokens",
-                "messages",
-            )
-        if params.n > self.max_batch_size:
-            raise EngineError(f"n={params.n} exceeds the server's max_batch_size={self.max_batch_size}", "n")
-        vocab = self.runner.vocab_size
-        if any(t < 0 or t >= vocab for t in prompt_ids):
-            raise EngineError(f"prompt token ids must be in [0, {vocab})", "tokens")
-        return room if params.max_tokens is None else min(params.max_tokens, room)
+        return check_request(prompt_ids, params, self.max_model_len, self.runner.vocab_size, self.max_batch_size)
 
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, on_token: TokenCallback | None = None
@@ -138,9 +132,7 @@ class HFEngine(Engine):
                 try:
                     self._step()
                 except Exception as e:
-                    self.logger.exception("engine step failed; failing the requests in flight")
-                    for request in self.scheduler.clear():
-                        request.fail(e)
+                    self._isolate(e)
         with cond:
             pending = list(self.scheduler.pending)
             self.scheduler.pending.clear()
@@ -156,6 +148,23 @@ class HFEngine(Engine):
             self._decode()
         if self.scheduler.idle:
             self.runner.cache.release()
+
+    def _isolate(self, error: Exception) -> None:
+        """After a failed step: if one request was involved it fails; several are retried one at a time (`solo`), so
+        only the request that causes the failure fails. A stream that already sent tokens cannot restart: it ends."""
+        requests = self.scheduler.clear()
+        self.logger.exception(f"engine step failed on {len(requests)} request(s)", exc_info=error)
+        if len(requests) == 1:
+            message = f"the engine failed on this request: {type(error).__name__}: {error}"
+            requests[0].fail(EngineError(message, status=500))
+            return
+        streaming = [r for r in requests if r.on_token is not None and any(s.token_ids for s in r.sequences)]
+        for request in streaming:
+            request.fail(EngineError("an engine step failed during this stream; retry", status=503))
+        retry = [r for r in requests if r not in streaming]
+        for request in retry:
+            request.solo = True
+        self.scheduler.requeue(retry)
 
     def _reload(self) -> None:
         if self.runner.base_state is None:
@@ -184,13 +193,13 @@ class HFEngine(Engine):
         prompts = [r.prompt_ids for r in requests]
         self.stats["prefill_forwards"] += 1
         self.stats["prefill_tokens"] += sum(len(p) for p in prompts)
-        logits = self.runner.prefill(prompts, first, [r.params.n for r in requests])
         for request in requests:
             request.policy_step = self.policy_step
             request.sequences = request.new_sequences(len(request.prompt_ids))
         # Slot order of `prefill`: choice 0 of every request, then the other choices request by request.
         ordered = [r.sequences[0] for r in requests] + [s for r in requests for s in r.sequences[1:]]
         self.scheduler.add(requests, ordered)
+        logits = self.runner.prefill(prompts, first, [r.params.n for r in requests])
         self._sample_and_advance(logits, ordered)
 
     def _decode(self) -> None:

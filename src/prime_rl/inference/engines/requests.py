@@ -23,6 +23,8 @@ class Request:
     on_token: TokenCallback | None = None
     sequences: list[Sequence] = field(default_factory=list)
     policy_step: int = 0
+    solo: bool = False
+    """Runs alone in the batch: set after a failed engine step, so a failure is attributed to one request."""
 
     @property
     def cancelled(self) -> bool:

@@ -51,12 +51,18 @@ class Scheduler:
         """Pops waiting requests that fit in the batch and in one prefill forward."""
         taken: list[Request] = []
         rows = len(self.active)
+        if any(s.request.solo for s in self.active):
+            return taken
         with self.cond:
             while self.pending:
                 request = self.pending[0]
                 if request.cancelled:
                     self.pending.popleft()
                     continue
+                if request.solo:
+                    if not taken and not self.active:
+                        taken.append(self.pending.popleft())
+                    break
                 longest = max([len(r.prompt_ids) for r in taken] + [len(request.prompt_ids)])
                 if rows + request.params.n > self.max_batch_size:
                     break
@@ -93,12 +99,18 @@ class Scheduler:
                 self.cache.copy_slot(old_slot, new_slot, seq.length)
         self.active = keep
 
+    def requeue(self, requests: list[Request]) -> None:
+        """Puts `requests` back at the head of the queue, in order, to be prefilled again from their prompt."""
+        for request in requests:
+            request.sequences = []
+        with self.cond:
+            self.pending.extendleft(reversed(requests))
+
     def requeue_in_flight(self) -> tuple[list[Request], list[Request]]:
         """Puts non-streamed requests in flight back at the head of the queue; returns (streamed, requeued)."""
         streamed = [r for r in self.in_flight if r.on_token is not None]
         restart = [r for r in self.in_flight if r.on_token is None]
-        with self.cond:
-            self.pending.extendleft(reversed(restart))
+        self.requeue(restart)
         self.in_flight, self.active = [], []
         return streamed, restart
 
