@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from prime_rl.inference.engines.base import EngineError
+from prime_rl.inference.weight_paths import weight_files
 
 
 def unique_state(model: torch.nn.Module) -> dict[str, Tensor]:
@@ -36,15 +37,12 @@ def read_weight_dir(weight_dir: Path, model: torch.nn.Module) -> dict[str, Tenso
     """Loads every `*.safetensors` file of `weight_dir`, keyed by canonical parameter name; raises EngineError.
 
     Every parameter of the model must be present (a tied duplicate such as `lm_head.weight` may be absent) with its
-    exact shape; unknown names are refused so a wrong model's weights are never half-applied.
+    exact shape, a floating-point dtype (cast to the served dtype) and finite values; unknown names are refused, so
+    a wrong model's or a diverged trainer's weights are never applied, not even in part.
     """
     from safetensors.torch import load_file
 
-    if not weight_dir.is_dir():
-        raise EngineError(f"weight_dir `{weight_dir}` does not exist or is not a directory", "weight_dir", 404)
-    files = sorted(weight_dir.glob("*.safetensors"))
-    if not files:
-        raise EngineError(f"weight_dir `{weight_dir}` holds no *.safetensors file", "weight_dir", 404)
+    files = weight_files(weight_dir)
     aliases = tied_aliases(model)
     expected = unique_state(model)
     loaded: dict[str, Tensor] = {}
@@ -65,12 +63,22 @@ def read_weight_dir(weight_dir: Path, model: torch.nn.Module) -> dict[str, Tenso
                     f"the served model expects {tuple(expected[canonical].shape)}",
                     "weight_dir",
                 )
+            _check_values(file, name, tensor)
             loaded[canonical] = tensor
     missing = sorted(set(expected) - set(loaded))
     if missing:
         shown = ", ".join(f"`{m}`" for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise EngineError(f"weight_dir `{weight_dir}` is missing {shown}", "weight_dir")
     return loaded
+
+
+def _check_values(file: Path, name: str, tensor: Tensor) -> None:
+    if not tensor.dtype.is_floating_point:
+        raise EngineError(
+            f"`{file.name}`: tensor `{name}` has dtype {tensor.dtype}; weights must be floating point", "weight_dir"
+        )
+    if not bool(torch.isfinite(tensor).all()):
+        raise EngineError(f"`{file.name}`: tensor `{name}` holds non-finite values (NaN or inf)", "weight_dir")
 
 
 @torch.no_grad()
