@@ -8,7 +8,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,17 +47,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+@contextmanager
+def run_server(model_dir: Path, output_dir: Path, **overrides) -> Iterator[Server]:
+    """An in-process server on the tiny model (max_model_len 256, one thread); `overrides`: InferenceConfig fields."""
     import uvicorn
 
-    output_dir = tmp_path_factory.mktemp("outputs")
     port = free_port()
     config = InferenceConfig(
-        model={"name": str(tiny_model_dir), "max_model_len": 256},
-        server={"port": port},
+        model={"name": str(model_dir), "max_model_len": 256},
+        server={"port": port, **overrides.pop("server", {})},
         output_dir=output_dir,
         num_threads=1,
+        **overrides,
     )
     engine = setup_engine(config)
     app = setup_app(config, engine)
@@ -64,10 +67,18 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     thread.start()
     while not uv.started:
         time.sleep(0.05)
-    yield Server(f"http://127.0.0.1:{port}", engine, app, output_dir, tiny_model_dir)
-    uv.should_exit = True
-    thread.join(timeout=10)
-    engine.shutdown()
+    try:
+        yield Server(f"http://127.0.0.1:{port}", engine, app, output_dir, model_dir)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+        engine.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    with run_server(tiny_model_dir, tmp_path_factory.mktemp("outputs")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,11 @@ server (an unexpected exception becomes a 500 for that request only).
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,31 +18,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from prime_rl.inference.engines.base import Engine, EngineError
-from prime_rl.inference.protocol import build_response, message_text, parse_request
+from prime_rl.inference.engines.base import Engine, EngineError, SamplingParams
+from prime_rl.inference.errors import error_response
+from prime_rl.inference.guard import BodyTooLarge, Guard
+from prime_rl.inference.json_body import decode_json
+from prime_rl.inference.protocol import INT64_MAX, build_response, message_text, parse_request
 from prime_rl.inference.streaming import stream_completion
+from prime_rl.inference.weight_paths import resolve_weight_dir, weight_files
 from prime_rl.utils.logger import get_logger
 
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    503: "service_unavailable",
-}
-
-
-def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
-    error = {"message": message, "type": ERROR_TYPES.get(status, "internal_error"), "param": param, "code": status}
-    return JSONResponse({"error": error}, status_code=status)
-
-
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except ValueError as e:
-        raise EngineError(f"malformed JSON body: {e}") from None
+DEFAULT_MAX_BODY_BYTES = 8 * 2**20
 
 
 def create_app(
@@ -51,9 +37,16 @@ def create_app(
     aliases: set[str],
     output_dir: Path,
     api_key: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
-    """Builds the app around a started engine; `aliases` are the other accepted values of the `model` field."""
+    """Builds the app around a started engine; `aliases` are the other accepted values of the `model` field.
+
+    Request bodies are decoded and prompts rendered on one worker thread, so a large request never stalls the event
+    loop (and `/health` with it).
+    """
     app = FastAPI(title="prime-rl inference")
+    app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes)
+    worker = ThreadPoolExecutor(1, thread_name_prefix="inference-parse")
     logger = get_logger("inference.server")
     accepted = {served_name.lower(), *(a.lower() for a in aliases)}
     output_root = output_dir.resolve()
@@ -76,15 +69,18 @@ def create_app(
         logger.exception(f"{request.method} {request.url.path} failed")
         return error_response(500, f"{request.url.path}: internal error: {type(exc).__name__}: {exc}")
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next):
-        authorized = request.headers.get("authorization", "") == f"Bearer {api_key}"
-        if api_key and request.url.path != "/health" and not authorized:
-            return error_response(401, "missing or wrong API key (send `Authorization: Bearer <key>`)")
-        return await call_next(request)
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return error_response(413, str(exc))
 
-    async def complete(body: Any, token_route: bool) -> JSONResponse | StreamingResponse:
-        req = parse_request(body)
+    async def off_loop(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(worker, fn, *args)
+
+    async def json_body(request: Request) -> Any:
+        return await off_loop(decode_json, await request.body())
+
+    async def complete(request: Request, token_route: bool) -> JSONResponse | StreamingResponse:
+        req = parse_request(await json_body(request))
         if req.model is not None and req.model.lower() not in accepted:
             raise EngineError(f"model `{req.model}` is not served here (this server serves `{served_name}`)", "model")
         if token_route:
@@ -96,7 +92,7 @@ def create_app(
                 raise EngineError("`tokens` is only accepted by /v1/chat/completions/tokens", "tokens")
             if not req.messages:
                 raise EngineError("`messages` must be a non-empty list", "messages")
-            prompt_ids = _render(tokenizer, req.messages)
+            prompt_ids = await off_loop(_render, tokenizer, req.messages)
         try:
             engine.check(prompt_ids, req.sampling_params())
         except EngineError as e:
@@ -106,21 +102,24 @@ def create_app(
         if req.stream:
             chunks = stream_completion(engine, tokenizer, prompt_ids, req, served_name, token_text)
             return StreamingResponse(chunks, media_type="text/event-stream")
-        result = await engine.generate(prompt_ids, req.sampling_params())
+        result = await _unless_disconnected(request, engine, prompt_ids, req.sampling_params())
+        if result is None:
+            return error_response(499, "the client disconnected; generation was cancelled")
         return JSONResponse(build_response(result, served_name, req, token_text))
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
-        return await complete(await _json_body(request), token_route=False)
+        return await complete(request, token_route=False)
 
     @app.post("/v1/chat/completions/tokens", response_model=None)
     async def chat_completions_tokens(request: Request) -> JSONResponse | StreamingResponse:
-        return await complete(await _json_body(request), token_route=True)
+        return await complete(request, token_route=True)
 
     @app.post("/update_weights")
     async def update_weights(request: Request) -> JSONResponse:
-        body = await _json_body(request)
+        body = await json_body(request)
         weight_dir, step = _parse_update(body, output_root)
+        await off_loop(weight_files, weight_dir, output_root)
         await engine.update_weights(weight_dir, step)
         logger.info(f"policy step {step} loaded from {weight_dir}")
         return JSONResponse({"status": "ok", "policy_step": step, "weight_dir": str(weight_dir)})
@@ -148,11 +147,27 @@ def create_app(
     return app
 
 
+async def _unless_disconnected(request: Request, engine: Engine, prompt_ids: list[int], params: SamplingParams):
+    """The engine's result, or None (generation cancelled) if the client hangs up first."""
+    generation = asyncio.ensure_future(engine.generate(prompt_ids, params))
+    hangup = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({generation, hangup}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hangup.cancel()
+        if not generation.done():
+            generation.cancel()
+    return None if generation.cancelled() else generation.result()
+
+
+async def _disconnect(request: Request) -> None:
+    """Returns when the client closes the connection (the body was already read, so only that message is left)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _render(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
     """Renders `messages` with the model's chat template (`add_generation_prompt=True`) into token ids."""
-    for i, message in enumerate(messages):
-        if not isinstance(message.get("role"), str):
-            raise EngineError(f"`messages.{i}.role` must be a string", f"messages.{i}.role")
     cleaned = [{**m, "content": message_text(m.get("content"))} for m in messages]
     try:
         ids = tokenizer.apply_chat_template(cleaned, add_generation_prompt=True, tokenize=True, return_dict=False)
@@ -171,9 +186,7 @@ def _parse_update(body: Any, output_root: Path) -> tuple[Path, int]:
     raw = body.get("weight_dir")
     if not isinstance(raw, str) or not raw:
         raise EngineError("`weight_dir` (a directory path) is required", "weight_dir")
-    weight_dir = Path(raw).resolve()
-    if not weight_dir.is_relative_to(output_root):
-        raise EngineError(f"weight_dir `{raw}` is outside the output directory `{output_root}`", "weight_dir", 403)
+    weight_dir = resolve_weight_dir(raw, output_root)
     step = body.get("step")
     if step is None:
         match = re.fullmatch(r"step_(\d+)", weight_dir.name)
@@ -182,6 +195,6 @@ def _parse_update(body: Any, output_root: Path) -> tuple[Path, int]:
                 f"`step` is required: it cannot be read from the directory name `{weight_dir.name}`", "step"
             )
         step = int(match.group(1))
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise EngineError(f"`step` must be a non-negative integer (got {step!r})", "step")
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= INT64_MAX:
+        raise EngineError(f"`step` must be a non-negative integer below 2**63 (got {step!r})", "step")
     return weight_dir, step

@@ -38,6 +38,9 @@ class ServerConfig(BaseConfig):
     api_key: str | None = None
     """If set, every route except `/health` requires `Authorization: Bearer <api_key>`."""
 
+    max_body_bytes: int = Field(default=8 * 2**20, ge=1024)
+    """Largest request body accepted; a larger one is answered 413 without being read."""
+
 
 class LogConfig(BaseConfig):
     """Logging."""

@@ -5,31 +5,45 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from prime_rl.inference.engines.base import EngineError, GenerationResult, SamplingParams
 
+INT64_MAX = 2**63 - 1
+MIN_TEMPERATURE = 1e-3
+"""Smallest positive temperature: `logits / temperature` must stay finite in float32 (0 means greedy)."""
+MAX_TEMPERATURE = 100.0
+ROLES = ("system", "user", "assistant", "tool")
+
+Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
 
 class ChatCompletionRequest(BaseModel):
-    """Body of `POST /v1/chat/completions` and (with `tokens`) `POST /v1/chat/completions/tokens`."""
+    """Body of `POST /v1/chat/completions` and (with `tokens`) `POST /v1/chat/completions/tokens`.
 
-    model_config = ConfigDict(extra="forbid")
+    Types are strict (`"10"`, `true` or `10.0` is not an integer); integers are int64 at most. Limits that depend on
+    the model (`top_k` <= vocabulary, `max_tokens` <= `max_model_len`, `n` <= `max_batch_size`) are the engine's.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str | None = None
     messages: list[dict[str, Any]] | None = None
-    tokens: list[int] | None = None
-    n: int = Field(default=1, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    top_k: int = Field(default=-1, ge=-1)
-    min_p: float = Field(default=0.0, ge=0.0, le=1.0)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    min_tokens: int = Field(default=0, ge=0)
+    tokens: list[Count] | None = None
+    n: Count = Field(default=1, ge=1)
+    temperature: Finite = Field(default=1.0, ge=0.0, le=MAX_TEMPERATURE)
+    top_p: Finite = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: Int64 = Field(default=-1, ge=-1)
+    min_p: Finite = Field(default=0.0, ge=0.0, le=1.0)
+    max_tokens: Count | None = Field(default=None, ge=1)
+    max_completion_tokens: Count | None = Field(default=None, ge=1)
+    min_tokens: Count = 0
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     return_token_ids: bool = False
@@ -38,6 +52,13 @@ class ChatCompletionRequest(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ChatCompletionRequest:
+        if 0 < self.temperature < MIN_TEMPERATURE:
+            raise EngineError(
+                f"`temperature` must be 0 (greedy) or at least {MIN_TEMPERATURE} (got {self.temperature!r})",
+                "temperature",
+            )
+        for i, message in enumerate(self.messages or []):
+            _check_message(i, message)
         if self.top_logprobs and not self.logprobs:
             raise EngineError("`top_logprobs` requires `logprobs: true`", "top_logprobs")
         limit = self.max_tokens or self.max_completion_tokens
@@ -62,6 +83,23 @@ class ChatCompletionRequest(BaseModel):
         )
 
 
+def _check_message(i: int, message: dict[str, Any]) -> None:
+    role = message.get("role")
+    if role not in ROLES:
+        shown = f"`{role}`" if isinstance(role, str) else f"a {type(role).__name__}"
+        roles = ", ".join(f"`{r}`" for r in ROLES)
+        raise EngineError(f"`messages.{i}.role` is {shown}; expected one of {roles}", f"messages.{i}.role")
+    content = message.get("content")
+    parts_ok = isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+    )
+    if not (content is None or isinstance(content, str) or parts_ok):
+        raise EngineError(
+            f"`messages.{i}.content` must be a string or a list of `{{'type': 'text', 'text': ...}}` parts",
+            f"messages.{i}.content",
+        )
+
+
 def parse_request(body: Any) -> ChatCompletionRequest:
     """Validates a decoded JSON body; raises EngineError naming the first offending field (all unknown ones)."""
     if not isinstance(body, dict):
@@ -75,7 +113,12 @@ def parse_request(body: Any) -> ChatCompletionRequest:
     except ValidationError as e:
         err = e.errors()[0]
         param = ".".join(str(p) for p in err["loc"]) or None
-        raise EngineError(f"`{param}`: {err['msg']} (got {err['input']!r})", param) from None
+        raise EngineError(f"`{param}`: {err['msg']} (got {_shown(err['input'])})", param) from None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def message_text(content: Any) -> Any:

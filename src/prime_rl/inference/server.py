@@ -31,7 +31,10 @@ def setup_app(config: InferenceConfig, engine):
     from prime_rl.inference.app import create_app
 
     aliases = {engine.model_path, Path(engine.model_path).name}
-    return create_app(engine, engine.tokenizer, config.model.name, aliases, config.output_dir, config.server.api_key)
+    server = config.server
+    return create_app(
+        engine, engine.tokenizer, config.model.name, aliases, config.output_dir, server.api_key, server.max_body_bytes
+    )
 
 
 def serve(config: InferenceConfig) -> None:
