@@ -71,6 +71,13 @@ CHAT_CASES = [
     ("seed-overflow", {**GOOD, "seed": 2**63}, 400, "seed"),
     ("seed-bool", {**GOOD, "seed": False}, 400, "seed"),
     ("token-overflow", {"tokens": [1, 2**64], "max_tokens": 2}, 400, "tokens.1"),
+    ("not-an-object", b"[1, 2]", 400, None),
+    ("invalid-utf8", b'{"model": "\xff"}', 400, None),
+    ("surrogate-stop", raw(GOOD, stop='["\\udbff"]'), 400, "stop.0"),
+    ("stream-top-k-overflow", {**GOOD, "stream": True, "top_k": 2**63}, 400, "top_k"),
+    ("n-zero", {**GOOD, "n": 0}, 400, "n"),
+    ("top-p-zero", {**GOOD, "top_p": 0}, 400, "top_p"),
+    ("stop-not-strings", {**GOOD, "stop": ["ok", 1]}, 400, "stop.1"),
     ("body-over-limit", b'{"messages": "' + b"x" * (BODY_LIMIT + 10) + b'"}', 413, None),
 ]
 
@@ -105,6 +112,15 @@ def test_hostile_chat_request_is_a_4xx_naming_the_field_and_keeps_the_connection
     path = "/v1/chat/completions/tokens" if isinstance(body, dict) and "tokens" in body else "/v1/chat/completions"
     error = assert_refused_then_served(server, path, body, status, param)
     assert error["message"]
+
+
+def test_a_chunked_body_over_the_limit_is_a_413(server):
+    def chunks():
+        for _ in range(BODY_LIMIT // 65536 + 2):
+            yield b" " * 65536
+
+    response = httpx.post(f"{server.url}/v1/chat/completions", content=chunks(), timeout=60)
+    assert response.status_code == 413 and "exceeds the server's limit" in response.json()["error"]["message"]
 
 
 def test_error_messages_state_the_bound(server):

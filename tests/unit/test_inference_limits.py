@@ -49,10 +49,17 @@ def test_json_depth_and_surrogates_name_the_path():
         ("temperature", 101.0, "temperature"),
         ("seed", -(2**63) - 1, "seed"),
         ("top_k", 2**63, "top_k"),
+        ("top_k", -2, "top_k"),
+        ("n", 0, "n"),
+        ("n", 2**63, "n"),
+        ("min_tokens", -1, "min_tokens"),
+        ("max_tokens", 0, "max_tokens"),
         ("tokens", [0, -1], "tokens.1"),
         ("messages", [{"role": "robot", "content": "x"}], "messages.0.role"),
         ("messages", [{"content": "x"}], "messages.0.role"),
         ("messages", [{"role": "user", "content": 3}], "messages.0.content"),
+        ("stop", [1], "stop.0"),
+        ("stop", ["a", 2], "stop.1"),
     ],
 )
 def test_strict_types_and_ranges(field: str, value, param: str):
@@ -76,7 +83,8 @@ def test_check_request_bounds_by_model():
         ({"max_tokens": 17}, "max_tokens", "`max_tokens` (17) exceeds the model's context of 16 tokens"),
         ({"min_tokens": 17}, "min_tokens", "`min_tokens` (17) exceeds the model's context of 16 tokens"),
         ({"top_k": 101}, "top_k", "`top_k` (101) exceeds the vocabulary size 100"),
-        ({"n": 5}, "n", "n=5 exceeds the server's max_batch_size=4"),
+        ({"n": 5}, "n", "n=5 is not in [1, max_batch_size=4]"),
+        ({"n": 0}, "n", "n=0 is not in [1, max_batch_size=4]"),
     ]
     for params, param, message in cases:
         error = refusal(check, [1], **params)

@@ -156,8 +156,8 @@ async def _unless_disconnected(request: Request, engine: Engine, prompt_ids: lis
     finally:
         hangup.cancel()
         if not generation.done():
-            generation.cancel()
-    return None if generation.cancelled() else generation.result()
+            generation.cancel()  # the engine drops a request whose future was cancelled
+    return generation.result() if generation.done() and not generation.cancelled() else None
 
 
 async def _disconnect(request: Request) -> None:

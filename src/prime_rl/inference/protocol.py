@@ -17,9 +17,7 @@ MIN_TEMPERATURE = 1e-3
 MAX_TEMPERATURE = 100.0
 ROLES = ("system", "user", "assistant", "tool")
 
-Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
-Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+TokenId = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
 class ChatCompletionRequest(BaseModel):
@@ -33,17 +31,17 @@ class ChatCompletionRequest(BaseModel):
 
     model: str | None = None
     messages: list[dict[str, Any]] | None = None
-    tokens: list[Count] | None = None
-    n: Count = Field(default=1, ge=1)
-    temperature: Finite = Field(default=1.0, ge=0.0, le=MAX_TEMPERATURE)
-    top_p: Finite = Field(default=1.0, gt=0.0, le=1.0)
-    top_k: Int64 = Field(default=-1, ge=-1)
-    min_p: Finite = Field(default=0.0, ge=0.0, le=1.0)
-    max_tokens: Count | None = Field(default=None, ge=1)
-    max_completion_tokens: Count | None = Field(default=None, ge=1)
-    min_tokens: Count = 0
+    tokens: list[TokenId] | None = None
+    n: int = Field(default=1, ge=1, le=INT64_MAX)
+    temperature: float = Field(default=1.0, ge=0.0, le=MAX_TEMPERATURE, allow_inf_nan=False)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    top_k: int = Field(default=-1, ge=-1, le=INT64_MAX)
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT64_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT64_MAX)
+    min_tokens: int = Field(default=0, ge=0, le=INT64_MAX)
     stop: str | list[str] | None = None
-    seed: Int64 | None = None
+    seed: int | None = Field(default=None, ge=-INT64_MAX - 1, le=INT64_MAX)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     return_token_ids: bool = False
@@ -111,9 +109,23 @@ def parse_request(body: Any) -> ChatCompletionRequest:
     try:
         return ChatCompletionRequest.model_validate(body)
     except ValidationError as e:
-        err = e.errors()[0]
-        param = ".".join(str(p) for p in err["loc"]) or None
+        # A union field fails once per branch: report the branch that got deepest into the value.
+        first = e.errors()[0]["loc"][:1]
+        err = max((x for x in e.errors() if x["loc"][:1] == first), key=lambda x: len(_param(body, x["loc"]) or ""))
+        param = _param(body, err["loc"])
         raise EngineError(f"`{param}`: {err['msg']} (got {_shown(err['input'])})", param) from None
+
+
+def _param(body: Any, loc: tuple) -> str | None:
+    """The dotted path of `loc` inside `body`, without pydantic's union-branch tags (`stop.str` is `stop`)."""
+    path, node = [], body
+    for part in loc:
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+            path.append(str(part))
+    return ".".join(path) or None
 
 
 def _shown(value: Any) -> str:

@@ -74,8 +74,8 @@ def check_request(
         raise EngineError(
             f"the prompt has {len(prompt_ids)} tokens, the model's context is {max_model_len} tokens", "messages"
         )
-    if params.n > max_batch_size:
-        raise EngineError(f"n={params.n} exceeds the server's max_batch_size={max_batch_size}", "n")
+    if not 1 <= params.n <= max_batch_size:
+        raise EngineError(f"n={params.n} is not in [1, max_batch_size={max_batch_size}]", "n")
     for name in ("max_tokens", "min_tokens"):
         value = getattr(params, name)
         if value is not None and value > max_model_len:
