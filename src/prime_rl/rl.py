@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from prime_rl.launcher.config import RLConfig
+from prime_rl.launcher.preflight import RunLock, check_port_free
 from prime_rl.launcher.resume import pin_resume_step
 from prime_rl.orchestrator.resume import discard_after, rewind_metrics
 from prime_rl.utils.config import ConfigError, cli
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         check_plugins(config)
         resume_step = pin_resume_step(config)
         render_configs(config)
+        lock = RunLock(Path(config.orchestrator.output_dir))
+        check_port_free(config.inference.server.host, config.inference.server.port)
         output_dir = prepare_output_dir(config)
         paths = write_configs(config, output_dir / "configs")
         if resume_step is not None:
@@ -138,11 +141,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     from prime_rl.launcher.supervise import supervise
 
-    # Also when started with SIGINT ignored (e.g. `rl ... &` from a script): Ctrl-C / SIGINT / SIGTERM stop the run.
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Also when started with SIGINT ignored (e.g. `rl ... &` from a script): Ctrl-C / SIGINT / SIGTERM stop the run,
+    # and so does SIGHUP (the terminal closed).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
     start = time.monotonic()
-    code = supervise(config, output_dir, paths, python_path)
+    code = supervise(config, output_dir, paths, python_path, keep_fds=(lock.fd,))
     outcome = {0: "finished", 130: "interrupted"}.get(code, "failed")
     print(f"rl: {outcome} after {time.monotonic() - start:.0f}s", file=sys.stderr)
     raise SystemExit(code)

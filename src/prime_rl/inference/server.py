@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prime_rl.inference.config import InferenceConfig
 from prime_rl.utils.config import cli
+from prime_rl.utils.lifecycle import watch_parent
 
 
 def setup_engine(config: InferenceConfig):
@@ -53,6 +54,7 @@ def serve(config: InferenceConfig) -> None:
 
 
 def main() -> None:
+    watch_parent("inference")
     serve(cli(InferenceConfig, "inference"))
 
 

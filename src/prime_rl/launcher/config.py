@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from prime_rl.inference.config import InferenceConfig, ServerConfig
-from prime_rl.launcher.pushdown import MISSING, get_dotted, push_down, set_dotted
+from prime_rl.launcher.pushdown import MISSING, copy_unset, get_dotted, push_down, set_dotted
 from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.utils.config import BaseConfig, BaseSettingsConfig
@@ -109,7 +109,7 @@ class RLConfig(BaseSettingsConfig):
 
 
 def _derive_defaults(data: dict) -> None:
-    """Values that follow from the other sections unless set: the server URL, thread split, log files."""
+    """Values that follow from the other sections unless set: the server URL and key, thread split, log files."""
     inference, orchestrator, trainer = data["inference"], data["orchestrator"], data["trainer"]
     if get_dotted(orchestrator, "client.base_url") is MISSING:
         host = get_dotted(inference, "server.host")
@@ -117,6 +117,7 @@ def _derive_defaults(data: dict) -> None:
         port = get_dotted(inference, "server.port")
         port = ServerConfig().port if port is MISSING else port
         set_dotted(orchestrator, "client.base_url", [f"http://{host}:{port}/v1"])
+    copy_unset(data, "inference.server.api_key", "orchestrator.client.api_key")
     infer_threads, train_threads = default_threads()
     inference.setdefault("num_threads", infer_threads)
     trainer.setdefault("num_threads", train_threads)

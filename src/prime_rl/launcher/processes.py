@@ -1,4 +1,5 @@
-"""Child processes of `rl`: started in their own session with output captured to a log file, stopped as a group."""
+"""Child processes of `rl`: started in their own session with output captured to a log file, stopped as a group, and
+killed by the kernel (Linux) or their own watchdog (`utils/lifecycle.py`) when `rl` dies."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from prime_rl.utils.lifecycle import die_with_parent, launcher_env
 
 
 @dataclass
@@ -39,13 +42,14 @@ class ProcessSpec:
             env["PYTHONPATH"] = os.pathsep.join([*self.python_path, *filter(None, [env.get("PYTHONPATH")])])
         if self.threads is not None:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
-        return env
+        return launcher_env(env)
 
 
 class Child:
-    """A running process; its stdout and stderr go to `spec.log_path`."""
+    """A running process; its stdout and stderr go to `spec.log_path`; it inherits the descriptors `keep_fds` (the run
+    directory's lock, held until the last process of the run exits)."""
 
-    def __init__(self, spec: ProcessSpec, cwd: Path | None = None):
+    def __init__(self, spec: ProcessSpec, cwd: Path | None = None, keep_fds: tuple[int, ...] = ()):
         self.spec = spec
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = spec.log_path.open("ab")
@@ -57,6 +61,8 @@ class Child:
             env=spec.environment(),
             cwd=cwd,
             start_new_session=True,  # Ctrl-C reaches only `rl`, which then stops the children in order
+            preexec_fn=die_with_parent(),
+            pass_fds=keep_fds,
         )
 
     @property

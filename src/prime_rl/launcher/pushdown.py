@@ -92,3 +92,10 @@ def push_down(data: dict, shared: dict[str, list[str]], sections: dict[str, type
             if target not in given:
                 set_dotted(data[target], key, value)
     return data
+
+
+def copy_unset(data: dict, source: str, target: str) -> None:
+    """Copies the value at dotted `source` to dotted `target` when `source` is set and `target` is not."""
+    value = get_dotted(data, source)
+    if value is not MISSING and value is not None and get_dotted(data, target) is MISSING:
+        set_dotted(data, target, value)

@@ -107,21 +107,29 @@ def watch(children: list[Child], progress: Progress, live: bool) -> tuple[Child 
         time.sleep(POLL_SECONDS)
 
 
-def supervise(config: RLConfig, output_dir: Path, paths: dict[str, Path], python_path: tuple[str, ...] = ()) -> int:
-    """Starts inference and trainer, then (inference healthy) the orchestrator; returns the exit code of `rl`."""
+def supervise(
+    config: RLConfig,
+    output_dir: Path,
+    paths: dict[str, Path],
+    python_path: tuple[str, ...] = (),
+    keep_fds: tuple[int, ...] = (),
+) -> int:
+    """Starts inference and trainer, then (inference healthy) the orchestrator; returns the exit code of `rl`.
+    Every child inherits `keep_fds` (the run directory's lock)."""
     logger = setup_logger("rl", "INFO", output_dir / "logs" / "rl.log")
     specs = process_specs(config, output_dir, paths, python_path)
     live = sys.stdout.isatty()
     children: list[Child] = []
     try:
         for name in ("inference", "trainer"):
-            children.append(Child(specs[name]))
+            children.append(Child(specs[name], keep_fds=keep_fds))
             logger.info("started %s (pid %d), log %s", name, children[-1].popen.pid, specs[name].log_path)
         dead = wait_healthy(server_url(config), config.health_timeout, children)
         if dead is not None:
             report_failure(dead, dead.poll() or 1, config.tail_lines)
+            report_resume(output_dir)
             return 1
-        children.append(Child(specs["orchestrator"]))
+        children.append(Child(specs["orchestrator"], keep_fds=keep_fds))
         logger.info("inference healthy; started orchestrator (pid %d)", children[-1].popen.pid)
         failed, code = watch(children, Progress(output_dir / "metrics", config.trainer.max_steps or 0), live)
         if live:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.utils.config import cli
+from prime_rl.utils.lifecycle import watch_parent
 
 if TYPE_CHECKING:
     from prime_rl.client import InferenceClient
@@ -203,6 +204,7 @@ async def run(config: OrchestratorConfig) -> None:
 
 
 def main() -> None:
+    watch_parent("orchestrator")
     from prime_rl.client import InferenceError
 
     config = cli(OrchestratorConfig, "orchestrator")

@@ -9,6 +9,7 @@ import time
 
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.utils.config import cli
+from prime_rl.utils.lifecycle import watch_parent
 
 
 def train(config: RLTrainerConfig) -> None:
@@ -83,6 +84,7 @@ def train(config: RLTrainerConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    watch_parent("trainer")
     train(cli(RLTrainerConfig, "trainer", argv))
 
 

@@ -9,6 +9,7 @@ import time
 
 from prime_rl.trainer.sft.config import SFTConfig
 from prime_rl.utils.config import ConfigError, cli
+from prime_rl.utils.lifecycle import watch_parent
 
 
 def setup_inputs(config: SFTConfig):
@@ -84,6 +85,7 @@ def train(config: SFTConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    watch_parent("sft")
     import sys
 
     config = cli(SFTConfig, "sft", argv)

@@ -1,0 +1,80 @@
+"""Processes die with the process that launched them: a parent-death signal set between fork and exec (Linux), and
+a watchdog thread in the child that exits once its launcher is gone (everywhere, and for grandchildren too)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+LAUNCHER_PID_ENV = "PRIME_RL_LAUNCHER_PID"
+"""Environment variable holding the pid of the process whose death must end this one."""
+POLL_SECONDS = 0.5
+_PR_SET_PDEATHSIG = 1
+
+
+def launcher_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a child of this process: the child's watchdog then follows this process."""
+    return {**env, LAUNCHER_PID_ENV: str(os.getpid())}
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child receive SIGKILL when this thread of the launcher ends (None off Linux).
+
+    libc is resolved here, before the fork: the child may only make the system call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the launcher died before the signal was armed
+            os._exit(1)
+
+    return preexec
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no procfs (macOS)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def watch_parent(name: str, poll: float = POLL_SECONDS) -> None:
+    """Exits this process once its launcher (`PRIME_RL_LAUNCHER_PID`) is gone or it was re-parented (the direct
+    parent, e.g. `torchrun` between `rl` and a rank, died). No-op when started by hand."""
+    launcher = os.environ.get(LAUNCHER_PID_ENV)
+    if not launcher:
+        return
+    launcher_pid, parent = int(launcher), os.getppid()
+
+    def orphaned() -> bool:
+        return os.getppid() != parent or not alive(launcher_pid)
+
+    def run() -> None:
+        while not orphaned():
+            time.sleep(poll)
+        print(f"{name}: launcher (pid {launcher_pid}) is gone: exiting", file=sys.stderr, flush=True)
+        os._exit(1)
+
+    if orphaned():
+        run()
+    threading.Thread(target=run, name="watch-parent", daemon=True).start()

@@ -1,0 +1,109 @@
+"""What `rl` claims before it starts (the run directory's lock, the inference port, the output directory itself), the
+API key handed to the orchestrator, and processes that die with their launcher."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from prime_rl.launcher.config import RLConfig
+from prime_rl.launcher.preflight import RunLock, check_port_free
+from prime_rl.utils.config import ConfigError, parse_config
+from prime_rl.utils.lifecycle import alive
+
+
+def test_run_lock_names_the_holder_and_is_free_once_its_holders_exit(tmp_path):
+    out = tmp_path / "out"
+    lock = RunLock(out)
+    assert (out / "rl.lock").read_text() == f"{os.getpid()}\n"
+    with pytest.raises(ConfigError) as error:
+        RunLock(out)
+    assert (
+        str(error.value)
+        == f"`output_dir` = {out} is in use by a running rl (pid {os.getpid()}): {out}/rl.lock is locked"
+    )
+    # A child that inherited the lock holds it after its launcher let go, and frees it by exiting.
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE,
+                             pass_fds=(lock.fd,))  # fmt: skip
+    os.close(lock.fd)
+    with pytest.raises(ConfigError, match="is in use by a running rl"):
+        RunLock(out)
+    child.communicate(b"")
+    assert RunLock(out).path == out / "rl.lock"
+
+
+def test_lock_held_for_a_dead_rl_says_so(tmp_path):
+    out = tmp_path / "out"
+    lock = RunLock(out)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / "rl.lock").write_text(dead.stdout)
+    with pytest.raises(ConfigError, match=rf"in use by the processes of an rl that died \(pid {dead.stdout.strip()}\)"):
+        RunLock(out)
+    os.close(lock.fd)
+
+
+def test_output_dir_that_is_a_file_or_cannot_be_created(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError) as error:
+        RunLock(tmp_path / "file")
+    assert str(error.value) == f"`output_dir` = {tmp_path}/file is not a directory"
+    with pytest.raises(ConfigError) as error:
+        RunLock(tmp_path / "file" / "out")
+    assert str(error.value) == f"`output_dir` = {tmp_path}/file/out cannot be created: Not a directory"
+
+
+def test_taken_port_is_an_error_naming_it():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with pytest.raises(ConfigError) as error:
+            check_port_free("127.0.0.1", port)
+    assert str(error.value) == (
+        f"`inference.server.port` = {port}: 127.0.0.1:{port} is already in use (stop whatever listens there or "
+        "choose another port)"
+    )
+    check_port_free("127.0.0.1", port)  # closed: free again
+
+
+def test_server_api_key_is_pushed_to_the_orchestrator_client():
+    config = parse_config(RLConfig, ["--inference.server.api-key", "s3cret"])
+    assert config.orchestrator.client.api_key == "s3cret"
+    argv = ["--inference.server.api-key", "s3cret", "--orchestrator.client.api-key", "other"]
+    assert parse_config(RLConfig, argv).orchestrator.client.api_key == "other"
+    assert parse_config(RLConfig, []).orchestrator.client.api_key is None
+
+
+# A launcher that starts `child` and a "torchrun" that starts `rank` without watching anything itself: SIGKILL of
+# the launcher kills the child (parent-death signal or watchdog) and the middle process, whose rank then notices.
+LAUNCHER = """
+import os, subprocess, sys, time
+from prime_rl.utils.lifecycle import die_with_parent, launcher_env
+kwargs = dict(preexec_fn=die_with_parent()) if sys.argv[1] == "pdeathsig" else {}
+env = launcher_env(dict(os.environ))
+child = subprocess.Popen([sys.executable, "-c", CHILD], env=env, **kwargs)
+middle = subprocess.Popen([sys.executable, "-c", MIDDLE], env=env, preexec_fn=die_with_parent(), stdout=subprocess.PIPE)
+print(child.pid, middle.pid, int(middle.stdout.readline()), flush=True)
+time.sleep(60)
+"""
+CHILD = "from prime_rl.utils.lifecycle import watch_parent; import time; watch_parent('child', 0.1); time.sleep(60)"
+MIDDLE = f"import subprocess, sys, time; print(subprocess.Popen([sys.executable, '-c', {CHILD!r}]).pid, flush=True); time.sleep(60)"  # noqa: E501
+
+
+@pytest.mark.parametrize("mechanism", ["pdeathsig", "watchdog"])
+def test_children_and_grandchildren_die_with_their_launcher(mechanism):
+    code = f"CHILD = {CHILD!r}\nMIDDLE = {MIDDLE!r}\n{LAUNCHER}"
+    launcher = subprocess.Popen([sys.executable, "-c", code, mechanism], stdout=subprocess.PIPE, text=True)
+    pids = list(map(int, launcher.stdout.readline().split()))
+    time.sleep(0.5)  # the watchdogs run
+    assert len(pids) == 3 and all(alive(p) for p in pids)
+    os.kill(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [p for p in pids if alive(p)]
