@@ -91,6 +91,17 @@ def _kill_during(config: Path, victim: str, rng: random.Random, *extra: str) -> 
     return stderr
 
 
+def assert_exactly_once(out: Path, max_steps: int) -> None:
+    """Steps `0..max_steps-1` each trained once, each on the batch the surviving orchestrator wrote for it."""
+    trainer = read_metrics(out / "metrics/trainer.jsonl")
+    batches = [r for r in read_metrics(out / "metrics/orchestrator.jsonl") if "batch/digest" in r]
+    assert [r["step"] for r in trainer] == list(range(max_steps))  # contiguous, none twice, none skipped
+    assert [r["step"] for r in batches] == list(range(max_steps))
+    digests = [r["batch/digest"] for r in trainer]
+    assert len(set(digests)) == max_steps  # no batch trained twice
+    assert digests == [r["batch/digest"] for r in batches]  # each step trained the batch written for it
+
+
 def test_sigkill_each_process_then_resume_trains_every_batch_exactly_once(tmp_path, tiny_model_dir):
     seed = random.randrange(2**32)
     print(f"kill-moment seed: {seed}")
@@ -106,18 +117,12 @@ def test_sigkill_each_process_then_resume_trains_every_batch_exactly_once(tmp_pa
     _, stderr = final.communicate(timeout=300)
     assert final.returncode == 0, stderr[-3000:]
 
-    trainer = read_metrics(out / "metrics/trainer.jsonl")
-    orchestrator = read_metrics(out / "metrics/orchestrator.jsonl")
-    batches = [r for r in orchestrator if "batch/digest" in r]
-    assert [r["step"] for r in trainer] == list(range(MAX_STEPS))  # contiguous, none twice, none skipped
-    assert [r["step"] for r in batches] == list(range(MAX_STEPS))
-    digests = [r["batch/digest"] for r in trainer]
-    assert len(set(digests)) == MAX_STEPS  # no batch trained twice
-    assert digests == [r["batch/digest"] for r in batches]  # each step trained the batch written for it
+    assert_exactly_once(out, MAX_STEPS)
     assert (out / f"checkpoints/step_{MAX_STEPS}/trainer/STABLE").is_file()
     assert (out / f"weights/step_{MAX_STEPS}/config.json").is_file()
     assert not list((out / "rollouts").glob(f"step_{MAX_STEPS}*"))
 
+    orchestrator = read_metrics(out / "metrics/orchestrator.jsonl")
     # [orchestrator.eval] interval 4: own records after the batches of steps 3, 7, 11 and 15; the last one evaluates
     # the final policy
     evals = [r for r in orchestrator if "eval/policy" in r]

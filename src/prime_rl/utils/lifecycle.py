@@ -42,20 +42,29 @@ def die_with_parent() -> Callable[[], None] | None:
 
 
 def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, dead but not yet reaped, does not count)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-    except OSError:  # no procfs (macOS)
+    """Whether `pid` runs: a zombie (dead, not yet reaped) does not count, a process whose main thread is a zombie
+    while other threads still exit (and hold its files) does."""
+    if not os.path.isdir("/proc/self/task"):  # no procfs (macOS)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
+            pass
         return True
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return False
+    return any(_task_state(pid, tid) not in ("Z", "X", None) for tid in tasks)
+
+
+def _task_state(pid: int, tid: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return None
 
 
 def watch_parent(name: str, poll: float = POLL_SECONDS) -> None:
