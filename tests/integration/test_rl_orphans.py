@@ -33,7 +33,7 @@ def _wait_gone(pids: list[int], seconds: float) -> list[int]:
 
 
 def test_sigkill_of_rl_leaves_nothing_alive_and_resume_trains_exactly_once(tmp_path, tiny_model_dir):
-    config, out, steps = _config(tmp_path, tiny_model_dir), tmp_path / "out", ("--max-steps", "8")
+    config, out, steps = _config(tmp_path, tiny_model_dir), tmp_path / "out", ("--max-steps", "6")
     proc = _start(config, *steps)
     _wait_trained(out, 2, proc)
     children = _pids(out)
@@ -46,7 +46,7 @@ def test_sigkill_of_rl_leaves_nothing_alive_and_resume_trains_exactly_once(tmp_p
     resumed = _start(config, *steps, "--ckpt.resume-step", "-1")
     _, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr[-3000:]
-    assert_exactly_once(out, 8)
+    assert_exactly_once(out, 6)
 
 
 def test_second_rl_on_the_directory_or_port_is_refused_and_sighup_stops_the_run(tmp_path, tiny_model_dir):

@@ -107,3 +107,18 @@ def test_children_and_grandchildren_die_with_their_launcher(mechanism):
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [p for p in pids if alive(p)]
+
+
+def test_process_dying_during_start_up_gets_the_resume_hint(tmp_path, monkeypatch, capsys):
+    from prime_rl.launcher import supervise
+
+    (tmp_path / "fake_inference.py").write_text("import time\ndef main():\n    time.sleep(60)\n")
+    (tmp_path / "fake_trainer.py").write_text("import sys\ndef main():\n    print('boom')\n    sys.exit(3)\n")
+    monkeypatch.setitem(supervise.MODULES, "inference", "fake_inference")
+    monkeypatch.setitem(supervise.MODULES, "trainer", "fake_trainer")
+    config = parse_config(RLConfig, ["--output-dir", str(tmp_path / "out"), "--inference.server.port", "1"])
+    paths = {name: tmp_path / f"{name}.toml" for name in supervise.MODULES}
+    assert supervise.supervise(config, tmp_path / "out", paths, (str(tmp_path),)) == 1
+    err = capsys.readouterr().err
+    assert "rl: trainer exited with code 3; last lines of" in err and "  | boom" in err
+    assert err.endswith("rl: no complete checkpoint to resume from\n")

@@ -51,7 +51,10 @@ def check_port_free(host: str, port: int) -> None:
     """ConfigError naming `inference.server.port` when `host:port` cannot be bound (as the server would bind it)."""
     if port == 0:
         return
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as e:
+        raise ConfigError(f"`inference.server.host` = {host!r} cannot be resolved: {e.strerror}") from None
     with socket.socket(family, kind, proto) as sock:
         # The server sets SO_REUSEADDR too: a port held only by closed connections (TIME_WAIT) is free.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
