@@ -41,7 +41,7 @@ def make_batch(args):
 
 
 def run_ours(args) -> list[float]:
-    from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, ModelConfig
+    from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, TrainerModelConfig
     from prime_rl.trainer.model import setup_model
     from prime_rl.trainer.optim import setup_optimizer
     from prime_rl.trainer.packing import pack_samples
@@ -50,7 +50,7 @@ def run_ours(args) -> list[float]:
     from prime_rl.trainer.scheduler import setup_scheduler
     from prime_rl.trainer.step import train_step
 
-    model = setup_model(ModelConfig(name=args.model, attn_implementation=args.attn))
+    model = setup_model(TrainerModelConfig(name=args.model, attn_implementation=args.attn))
     optim_config = AdamWConfig(lr=1e-6)
     optimizer = setup_optimizer(optim_config, model)
     scheduler = setup_scheduler(ConstantSchedulerConfig(), optimizer, None)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from prime_rl.eval.eval import main
+from prime_rl.eval.cli import main
 from prime_rl.weights.export import export_hf
 
 ALWAYS_ENV = """
@@ -50,7 +50,7 @@ def eval_args(model_dir: Path, run: Path, out: Path, *extra: str, env_dir: Path 
     envs = json.dumps([{"id": "reverse-text", "num_examples": 2}, {"id": str(env_file), "args": {"n": 3}}])
     return [
         *("--model.name", str(model_dir), "--weights-dir", str(run), "--output-dir", str(out)),
-        *("--env", envs, "--rollouts-per-example", "2", "--sampling.max-tokens", "1", "--log-level", "warning"),
+        *("--env", envs, "--rollouts-per-example", "2", "--sampling.max-tokens", "1", "--log.level", "warning"),
         *extra,
     ]
 
@@ -67,7 +67,7 @@ def check_metrics(metrics: dict) -> None:
 
 def test_eval_self_started_server_every_complete_step(tmp_path, tiny_model_dir, run_dir, capsys):
     out = tmp_path / "out"
-    main(eval_args(tiny_model_dir, run_dir, out, "--server.num-threads", "1"))
+    main(eval_args(tiny_model_dir, run_dir, out, "--inference.num-threads", "1"))
     document = json.loads((out / "eval" / "results.json").read_text())
     assert document["model"] == str(tiny_model_dir) and document["rollouts_per_example"] == 2
     results = document["results"]

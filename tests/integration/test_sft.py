@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from prime_rl.trainer.config import ModelConfig
+from prime_rl.trainer.config import TrainerModelConfig
 from prime_rl.trainer.model import setup_model
+from prime_rl.trainer.sft.cli import main
 from prime_rl.trainer.sft.config import SFTConfig
-from prime_rl.trainer.sft.train import main
 from prime_rl.utils.config import parse_config
 from prime_rl.utils.metrics import read_metrics
 
@@ -62,7 +62,7 @@ def test_loss_goes_down_and_export_loads(tmp_path, tiny_model_dir, data_file):
     assert any(not torch.equal(p, trained[n]) for n, p in initial.named_parameters())
 
     # A warm-started `rl` run: its trainer loads exactly the exported parameters.
-    warm = setup_model(ModelConfig(name=str(export), attn_implementation="sdpa"))
+    warm = setup_model(TrainerModelConfig(name=str(export), attn_implementation="sdpa"))
     loaded = dict(warm.named_parameters())
     assert all(torch.equal(p, loaded[n]) for n, p in model.named_parameters())
     from prime_rl.launcher.config import RLConfig

@@ -149,11 +149,11 @@ def test_policy_targets_and_config_checks(tmp_path: Path):
     ]
     config = EvalConfig(weights_dir=run / "weights", eval_base=False, steps=[3])
     assert policy_targets(config) == [("step_3", run / "weights" / "step_3")]
-    with pytest.raises(FileNotFoundError, match=r"steps \[5\] under .*run/weights \(available: \[1, 3\]\)"):
+    with pytest.raises(ConfigError, match=r"steps \[5\] under .*run/weights \(available: \[1, 3\]\)"):
         policy_targets(EvalConfig(weights_dir=run, steps=[1, 5]))
     with pytest.raises(ConfigError, match=r"`steps` needs `weights_dir`"):
         parse_config(EvalConfig, ["--steps", "[1]"])
-    with pytest.raises(FileNotFoundError, match=r"weights_dir `.*nowhere` is not a directory"):
+    with pytest.raises(ConfigError, match=r"weights_dir `.*nowhere` is not a directory"):
         policy_targets(parse_config(EvalConfig, ["--weights-dir", str(tmp_path / "nowhere")]))
     with pytest.raises(ConfigError, match=r"environment names must be unique"):
         parse_config(EvalConfig, ["--env", '[{"id": "reverse-text"}, {"id": "reverse-text"}]'])

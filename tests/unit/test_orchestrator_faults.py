@@ -8,8 +8,9 @@ import pytest
 from test_orchestrator_loop import FakeServer, _run
 
 from prime_rl.client import InferenceClient, InferenceUnreachable, RetryPolicy
+from prime_rl.orchestrator.cli import main
 from prime_rl.orchestrator.config import OrchestratorConfig, SamplingConfig
-from prime_rl.orchestrator.orchestrator import main, run, setup_client
+from prime_rl.orchestrator.orchestrator import run, setup_client
 from prime_rl.utils.metrics import read_metrics
 
 

@@ -94,7 +94,7 @@ def test_batch_digest_is_a_content_hash():
 
 
 def test_fresh_start_never_keeps_an_earlier_runs_batches_or_policies(tmp_path):
-    from prime_rl.rl import prepare_output_dir
+    from prime_rl.launcher.launch import prepare_output_dir
 
     for name in ("rollouts/step_0/STABLE", "broadcasts/step_3/STABLE", "metrics/trainer.jsonl", "checkpoints/x"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

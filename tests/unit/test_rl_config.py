@@ -1,3 +1,4 @@
+import re
 import tomllib
 from pathlib import Path
 
@@ -5,10 +6,10 @@ import pytest
 
 from prime_rl.inference.config import InferenceConfig
 from prime_rl.launcher.config import RLConfig, default_threads
+from prime_rl.launcher.launch import write_configs
 from prime_rl.launcher.processes import ProcessSpec, tail
 from prime_rl.launcher.progress import JsonlTail, Progress, format_eta
 from prime_rl.orchestrator.config import OrchestratorConfig
-from prime_rl.rl import write_configs
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.utils.config import ConfigError, parse_config
 
@@ -154,7 +155,7 @@ def test_rl_bad_import_path_exits_2_before_starting(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_plot_writes_png_from_metrics(tmp_path):
+def test_plot_writes_png_from_metrics(tmp_path, capsys):
     from prime_rl.utils.plot import main as plot_main
 
     metrics = tmp_path / "metrics"
@@ -167,8 +168,10 @@ def test_plot_writes_png_from_metrics(tmp_path):
     )
     plot_main(["--output-dir", str(tmp_path)])
     assert (metrics / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(SystemExit, match=r"plot: error: no metrics under .*missing/metrics"):
+    with pytest.raises(SystemExit) as exit_info:
         plot_main(["--output-dir", str(tmp_path / "missing")])
+    assert exit_info.value.code == 1
+    assert re.match(r"plot: error: no metrics under .*missing/metrics", capsys.readouterr().err)
 
 
 def test_rl_missing_local_model_and_bad_env_args_exit_2(tmp_path, capsys):

@@ -150,7 +150,7 @@ def test_config_errors_name_the_key(tmp_path: Path):
 
 
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path: Path, capsys):
-    from prime_rl.trainer.sft.train import main
+    from prime_rl.trainer.sft.cli import main
 
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "a", "completion": "b"}\n{"text": 1}\n')

@@ -39,7 +39,7 @@ def test_errors_name_the_key(tmp_path):
 def test_help_answers_without_importing_torch():
     code = (
         "import sys\n"
-        "from prime_rl.trainer.rl.train import main\n"
+        "from prime_rl.trainer.rl.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('TORCH', 'torch' in sys.modules)\n"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prime_rl.trainer.config import ModelConfig
+from prime_rl.trainer.config import TrainerModelConfig
 from prime_rl.trainer.logprobs import chunked_logprobs, packed_logprobs
 from prime_rl.trainer.model import setup_model
 
@@ -40,7 +40,7 @@ def test_chunked_logprobs_match_full_log_softmax_values_and_grads():
 def test_packed_logprobs_equal_unpacked(tiny_model_dir, attn, lens):
     # float64: float32 matmuls of different shapes round differently (~1e-5 on ~10-nat logprobs), which would hide
     # what this test is about (no attention across packed samples).
-    model = setup_model(ModelConfig(name=str(tiny_model_dir), attn_implementation=attn)).double()
+    model = setup_model(TrainerModelConfig(name=str(tiny_model_dir), attn_implementation=attn)).double()
     torch.manual_seed(1)
     samples = [torch.randint(0, 5000, (n,)) for n in lens]
     temps = [torch.full((n,), t, dtype=torch.float64) for n, t in zip(lens, [0.7, 1.0, 1.3, 0.5], strict=False)]

@@ -8,7 +8,7 @@ import inspect
 import pytest
 import torch
 
-from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, ModelConfig
+from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, TrainerModelConfig
 from prime_rl.trainer.logprobs import packed_logprobs
 from prime_rl.trainer.model import setup_model
 from prime_rl.trainer.optim import setup_optimizer
@@ -42,7 +42,7 @@ def make_samples(advantages: list[float], prompt_len: int = 4, completion_len: i
 
 def test_gradients_do_not_depend_on_packing(tiny_model_dir):
     # float64: in float32 the two packings differ by summation-order noise (~1e-6 on the embedding gradient).
-    model = setup_model(ModelConfig(name=str(tiny_model_dir))).to(torch.float64)
+    model = setup_model(TrainerModelConfig(name=str(tiny_model_dir))).to(torch.float64)
     loss_fn = setup_loss_fn(LossConfig())
     samples = make_samples([1.0, -0.5, 0.25, 2.0])
     grads = []
@@ -67,7 +67,7 @@ def completion_logprob(model, micro_batch) -> float:
 @pytest.mark.parametrize("advantage, direction", [(1.0, 1), (-1.0, -1)])
 def test_advantage_sign_moves_completion_logprob(tiny_model_dir, advantage, direction):
     torch.manual_seed(0)
-    model = setup_model(ModelConfig(name=str(tiny_model_dir)))
+    model = setup_model(TrainerModelConfig(name=str(tiny_model_dir)))
     optim_config = AdamWConfig(lr=1e-4, weight_decay=0.0)
     optimizer = setup_optimizer(optim_config, model)
     scheduler = setup_scheduler(ConstantSchedulerConfig(), optimizer, None)
@@ -81,7 +81,7 @@ def test_advantage_sign_moves_completion_logprob(tiny_model_dir, advantage, dire
 
 def test_a_custom_loss_is_what_the_step_computes(tiny_model_dir):
     # The step takes one loss object, no config beside it: a custom function handed to it is called per sequence.
-    model = setup_model(ModelConfig(name=str(tiny_model_dir)))
+    model = setup_model(TrainerModelConfig(name=str(tiny_model_dir)))
     calls = []
 
     def loss_fn(inputs: LossInputs) -> LossOutputs:

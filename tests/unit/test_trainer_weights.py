@@ -6,14 +6,14 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from prime_rl.trainer.config import ModelConfig
+from prime_rl.trainer.config import TrainerModelConfig
 from prime_rl.trainer.model import setup_model, setup_tokenizer
 from prime_rl.weights.broadcast import broadcast_weights, load_broadcast
 from prime_rl.weights.export import export_hf
 
 
 def test_broadcast_drops_tied_lm_head_and_keeps_last(tiny_model_dir, tmp_path):
-    model = setup_model(ModelConfig(name=str(tiny_model_dir)))
+    model = setup_model(TrainerModelConfig(name=str(tiny_model_dir)))
     with torch.no_grad():
         model.model.embed_tokens.weight.add_(1.0)
     for step in (1, 2, 3):
@@ -31,7 +31,7 @@ def test_broadcast_drops_tied_lm_head_and_keeps_last(tiny_model_dir, tmp_path):
 
 
 def test_export_loads_with_from_pretrained(tiny_model_dir, tmp_path):
-    config = ModelConfig(name=str(tiny_model_dir))
+    config = TrainerModelConfig(name=str(tiny_model_dir))
     model = setup_model(config)
     path = export_hf(model, setup_tokenizer(config), tmp_path, step=5)
     assert path == tmp_path / "weights" / "step_5" and (path / "STABLE").is_file()

@@ -21,7 +21,7 @@ from prime_rl.client.retry import Failure, RetryPolicy, retry
 from prime_rl.client.wire import Completion, parse_completions, request_body, root_url
 
 if TYPE_CHECKING:
-    from prime_rl.orchestrator.config import SamplingConfig
+    from prime_rl.utils.config.sections import SamplingConfig
 
 T = TypeVar("T")
 HEALTH_POLL_SECONDS = 0.5

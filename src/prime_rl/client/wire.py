@@ -11,7 +11,7 @@ import httpx
 from prime_rl.client.errors import InferenceError
 
 if TYPE_CHECKING:
-    from prime_rl.orchestrator.config import SamplingConfig
+    from prime_rl.utils.config.sections import SamplingConfig
 
 
 @dataclass

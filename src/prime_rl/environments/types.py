@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prime_rl.orchestrator.config import SamplingConfig
+from prime_rl.utils.config.sections import SamplingConfig
 
 __all__ = ["Example", "Rollout", "SamplingConfig", "Turn"]
 

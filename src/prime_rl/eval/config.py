@@ -1,4 +1,5 @@
-"""`EvalConfig` (`eval @ eval.toml`): which model(s), which environments, how to sample, which inference server.
+"""`EvalConfig` (`eval @ eval.toml`): which model(s), which environments, how to sample, which inference server; and
+`OnlineEvalConfig`, the same evaluation run periodically by the orchestrator (`[orchestrator.eval]`).
 
 No torch import here: configs are parsed (and `--help` answered) before any heavy import.
 """
@@ -6,108 +7,29 @@ No torch import here: configs are parsed (and `--help` answered) before any heav
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
+from pydantic_settings import SettingsConfigDict
 
-from prime_rl.orchestrator.config import SamplingConfig
+from prime_rl.inference.config import InferenceConfig
 from prime_rl.utils.config import BaseConfig, BaseSettingsConfig
+from prime_rl.utils.config.pushdown import MISSING, get_dotted, push_down, set_dotted
+from prime_rl.utils.config.sections import ClientConfig, EnvConfig, LogConfig, ModelConfig, SamplingConfig, env_tables
 
 
-class EvalModelConfig(BaseConfig):
-    """The base model: served by the inference server, its tokenizer given to multi-turn environments."""
-
-    name: str = "smollm2-135m-instruct"
-    """Hugging Face hub id, local directory or built-in alias; the `weights/step_N` dirs must fit its architecture."""
-
-
-class EvalEnvConfig(BaseConfig):
+class EvalEnvConfig(EnvConfig):
     """One environment whose eval split is evaluated."""
 
-    id: str = "reverse-text"
-    """Built-in environment name or import path of a module exposing `load_environment(**args)`."""
-    args: dict[str, Any] = Field(default_factory=dict)
-    """Keyword arguments of `load_environment`."""
-    name: str | None = None
-    """Name in the results (default: the environment's own name); must be unique across `[[env]]` tables."""
     num_examples: int | None = Field(None, ge=1)
     """Examples of this environment's eval split (default: the top-level `num_examples`)."""
 
 
-class OnlineEvalConfig(BaseConfig):
-    """Periodic evaluation during `rl` (`[orchestrator.eval]`): the served policy on eval splits, as `eval/...`."""
+class EvalRunConfig(BaseConfig):
+    """What one evaluation runs: environments, examples per environment, samples per example, sampling."""
 
-    interval: int = Field(10, ge=1)
-    """Evaluate every this many steps (and after the last step)."""
-    env: list[EvalEnvConfig] = Field(default_factory=lambda: [EvalEnvConfig()], min_length=1)
-    """Environments (`[[orchestrator.eval.env]]` tables)."""
-    num_examples: int | None = Field(None, ge=1)
-    """Examples per environment, the first ones of its eval split (None: the whole split)."""
-    rollouts_per_example: int = Field(1, ge=1)
-    """Samples per example (`n` of avg@n and pass@k)."""
-    pass_threshold: float = 1.0
-    """A rollout passes (for pass@k) when its reward is at least this."""
-    sampling: SamplingConfig = SamplingConfig()
-    """Sampling parameters of the eval requests."""
-    max_concurrent: int = Field(32, ge=1)
-    """Examples in flight at once."""
-
-    @model_validator(mode="after")
-    def _check(self) -> OnlineEvalConfig:
-        names = [e.name or e.id for e in self.env]
-        if len(set(names)) != len(names):
-            raise ValueError(f"environment names must be unique (set `name` on repeated ids): {names}")
-        return self
-
-
-class EvalClientConfig(BaseConfig):
-    """The inference server: an already running one (`base_url`) or one that `eval` starts itself."""
-
-    base_url: str | None = None
-    """OpenAI-compatible base URL of a running server (e.g. `http://127.0.0.1:8000/v1`); None starts a server.
-    Its `output_dir` must contain `weights_dir`, or `/update_weights` is refused."""
-    api_key: str | None = None
-    """Bearer token, if the server requires one."""
-    timeout: float = Field(600.0, gt=0)
-    """Seconds before one request times out."""
-    retries: int = Field(3, ge=0)
-    """Retries of a failed request (connection errors, timeouts, 5xx) before the rollout is marked errored."""
-    health_timeout: float = Field(600.0, gt=0)
-    """Seconds to wait for the server's `/health` at start-up."""
-
-
-class EvalServerConfig(BaseConfig):
-    """The inference server `eval` starts when `client.base_url` is not set (log: `output_dir/eval/inference.log`)."""
-
-    port: int | None = Field(None, ge=1, le=65535)
-    """TCP port on 127.0.0.1 (None: a free port)."""
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Weights and activations dtype; `auto` is bfloat16 on CUDA and float32 on CPU."""
-    device: str = "auto"
-    """Torch device (`auto`, `cpu`, `cuda`, `cuda:1`, ...)."""
-    max_model_len: int | None = Field(None, ge=2)
-    """Context length in tokens (None: the model's `max_position_embeddings`)."""
-    max_batch_size: int = Field(64, ge=1)
-    """Most sequences decoded together."""
-    num_threads: int | None = Field(None, ge=1)
-    """Torch threads of the server (None: torch's default)."""
-
-
-class EvalConfig(BaseSettingsConfig):
-    """Evaluates a model, and optionally every exported `weights/step_N` of a run, on environments' eval splits:
-    avg@k and pass@k per environment, mean completion length, truncation; writes `output_dir/eval/results.json`."""
-
-    model: EvalModelConfig = EvalModelConfig()
-    """The base model."""
-    weights_dir: Path | None = None
-    """A run directory (or its `weights/` directory): every complete `weights/step_N` is evaluated in step order,
-    switched in with `/update_weights` (None: the base model only)."""
-    steps: list[int] | None = None
-    """Evaluate only these steps of `weights_dir` (None: all complete ones)."""
-    eval_base: bool = True
-    """Also evaluate the base model (always on without `weights_dir`)."""
-    env: list[EvalEnvConfig] = Field(default_factory=lambda: [EvalEnvConfig()], min_length=1)
-    """Environments (`[[env]]` tables)."""
+    env: env_tables(EvalEnvConfig) = Field(default_factory=lambda: [EvalEnvConfig()], min_length=1)
+    """Environments whose eval splits are evaluated (`[[env]]` tables)."""
     num_examples: int | None = Field(None, ge=1)
     """Examples per environment, the first ones of its eval split (None: the whole split)."""
     rollouts_per_example: int = Field(1, ge=1)
@@ -115,25 +37,71 @@ class EvalConfig(BaseSettingsConfig):
     pass_threshold: float = 1.0
     """A rollout passes (for pass@k) when its reward is at least this."""
     sampling: SamplingConfig = SamplingConfig()
-    """Sampling parameters."""
-    client: EvalClientConfig = EvalClientConfig()
-    """Inference server connection."""
-    server: EvalServerConfig = EvalServerConfig()
-    """The self-started inference server (ignored with `client.base_url`)."""
+    """Sampling parameters of the eval requests."""
     max_concurrent: int = Field(32, ge=1)
     """Examples in flight at once (each asks for `rollouts_per_example` samples)."""
+
+
+class OnlineEvalConfig(EvalRunConfig):
+    """Periodic evaluation during `rl` (`[orchestrator.eval]`): the served policy on eval splits, as `eval/...`."""
+
+    interval: int = Field(10, ge=1)
+    """Evaluate every this many steps (and after the last step)."""
+
+
+class EvalConfig(BaseSettingsConfig, EvalRunConfig):
+    """Evaluates a model, and optionally every exported `weights/step_N` of a run, on environments' eval splits:
+    avg@k and pass@k per environment, mean completion length, truncation; writes `output_dir/eval/results.json`."""
+
+    # As in `rl`: the `[inference]` defaults that `eval` derives must not be merged into a table the user gives.
+    model_config = SettingsConfigDict(
+        **{**BaseSettingsConfig.model_config, "nested_model_default_partial_update": False}
+    )
+
+    model: ModelConfig = ModelConfig()
+    """The base model: served by the inference server, its tokenizer given to multi-turn environments."""
+    weights_dir: Path | None = None
+    """A run directory (or its `weights/` directory): every complete `weights/step_N` is evaluated in step order,
+    switched in with `/update_weights` (None: the base model only)."""
+    steps: list[int] | None = None
+    """Evaluate only these steps of `weights_dir` (None: all complete ones)."""
+    eval_base: bool = True
+    """Also evaluate the base model (always on without `weights_dir`)."""
+    client: ClientConfig = ClientConfig()
+    """The inference server: one already running at `client.base_url`, else the one `eval` starts (`[inference]`).
+    A running server's `output_dir` must contain `weights_dir`, or `/update_weights` is refused."""
+    inference: InferenceConfig = InferenceConfig()
+    """The server `eval` starts without `client.base_url` (port 0: a free one; `output_dir`: the run of
+    `weights_dir`; log: `output_dir/eval/inference.log`)."""
     output_dir: Path = Path("outputs")
     """Where `eval/results.json` (and the self-started server's log and config) are written."""
     seed: int | None = 0
     """Seed of the sampling requests (None: unseeded)."""
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    """Log level."""
+    log: LogConfig = LogConfig()
+    """Logging."""
+
+    def __init__(self, **values: Any):
+        # Derivation must see only what the user gave (TOML + CLI), before defaults are filled in.
+        values = push_down(values, {"model.name": ["inference"]}, {"inference": InferenceConfig})
+        own_server = get_dotted(values, "client.base_url") is MISSING
+        inference = values["inference"]
+        for key, value in (("server.port", 0), ("log.file", False), ("seed", values.get("seed") or 0)):
+            if get_dotted(inference, key) is MISSING:
+                set_dotted(inference, key, value)
+        super().__init__(**values)
+        self._own_server = own_server
+
+    _own_server: bool = PrivateAttr(True)
+
+    @property
+    def own_server(self) -> bool:
+        """Whether `eval` starts the inference server (no `client.base_url` given)."""
+        return self._own_server
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:
-        names = [e.name or e.id for e in self.env]
-        if len(set(names)) != len(names):
-            raise ValueError(f"environment names must be unique (set `name` on repeated ids): {names}")
         if self.steps is not None and self.weights_dir is None:
             raise ValueError("`steps` needs `weights_dir`")
+        if len(self.client.base_url) != 1:
+            raise ValueError(f"`client.base_url`: eval uses one server, got {self.client.base_url}")
         return self

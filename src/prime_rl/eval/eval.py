@@ -1,30 +1,33 @@
-"""`eval @ eval.toml`: evaluates the base model and/or every `weights/step_N` of a run on environments' eval splits
-through one inference server (weights switched with `/update_weights`), writes `eval/results.json`, prints a table.
-
-Only the config is imported at module level, so `--help` and config errors answer before torch is imported.
-"""
+"""The evaluation run (`eval @ eval.toml`, started by `cli.py`): the base model and/or every `weights/step_N` of a run
+on environments' eval splits through one inference server (weights switched with `/update_weights`), written to
+`eval/results.json` and printed as a table."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from transformers import AutoTokenizer
+
+from prime_rl.client import InferenceError
 from prime_rl.eval.config import EvalConfig
-from prime_rl.utils.config import ConfigError, cli
+from prime_rl.eval.evaluate import eval_examples, evaluate, example_limits, load_eval_environments
+from prime_rl.eval.report import results_document, results_table, write_results
+from prime_rl.eval.server import inference_server, load_policy, policy_targets, setup_client
+from prime_rl.utils.config import ConfigError, RunError, config_key
+from prime_rl.utils.logger import get_logger, setup_process_logger
+from prime_rl.utils.models import resolve_model_path
 
 
 def setup_environments(config: EvalConfig) -> dict[str, Any]:
     """`{name: environment}` in config order, each with a non-empty eval split; multi-turn environments get the
     model's tokenizer. Raises ConfigError naming the model or environment."""
-    from transformers import AutoTokenizer
-
-    from prime_rl.eval.evaluate import eval_examples, load_eval_environments
-    from prime_rl.utils.models import resolve_model_path
-
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.model.name))
     except OSError as e:
         raise ConfigError(f"model.name `{config.model.name}`: cannot load a tokenizer: {e}") from e
-    envs = load_eval_environments(config.env, tokenizer)
+    with config_key(config, "env"):
+        envs = load_eval_environments(config.env, tokenizer)
     for name, env in envs.items():
         try:
             eval_examples(env, name, None)
@@ -35,10 +38,6 @@ def setup_environments(config: EvalConfig) -> dict[str, Any]:
 
 async def evaluate_policies(config: EvalConfig, envs: dict, base_url: str) -> dict[str, dict[str, Any]]:
     """Serves each policy target in turn and evaluates it: `{label: {policy_step, weight_dir, metrics}}`."""
-    from prime_rl.eval.evaluate import evaluate, example_limits
-    from prime_rl.eval.server import load_policy, policy_targets, setup_client
-    from prime_rl.utils.logger import get_logger
-
     logger = get_logger("eval")
     limits = example_limits(config.env, list(envs), config.num_examples)
     client = setup_client(config, base_url)
@@ -58,6 +57,7 @@ async def evaluate_policies(config: EvalConfig, envs: dict, base_url: str) -> di
                 config.max_concurrent,
                 config.pass_threshold,
             )
+            client.raise_if_unreachable()
             for name in envs:
                 if metrics[f"{name}/errored"] > 0:
                     logger.warning(f"{label} {name}: {metrics[f'{name}/errored']:.0%} of the rollouts errored")
@@ -69,41 +69,19 @@ async def evaluate_policies(config: EvalConfig, envs: dict, base_url: str) -> di
 
 
 def run_eval(config: EvalConfig) -> dict[str, Any]:
-    """Runs the evaluation, writes `output_dir/eval/results.json`, prints the table; returns the results document."""
-    import asyncio
-
-    from prime_rl.eval.report import results_document, results_table, write_results
-    from prime_rl.eval.server import inference_server, policy_targets
-    from prime_rl.utils.logger import setup_logger
-
-    logger = setup_logger("eval", config.log_level)
+    """Runs the evaluation, writes `output_dir/eval/results.json`, prints the table; returns the results document.
+    A server that refuses a request, stays unreachable or never gets healthy is a RunError naming it."""
+    logger = setup_process_logger("eval", config.log, config.output_dir)
     policy_targets(config)  # a missing step fails before a server is started
     envs = setup_environments(config)
-    with inference_server(config) as base_url:
-        logger.info(f"inference server at {base_url}")
-        results = asyncio.run(evaluate_policies(config, envs, base_url))
+    try:
+        with inference_server(config) as base_url:
+            logger.info(f"inference server at {base_url}")
+            results = asyncio.run(evaluate_policies(config, envs, base_url))
+    except (InferenceError, TimeoutError) as e:
+        raise RunError(str(e)) from e
     document = results_document(config, results)
     path = write_results(config.output_dir / "eval" / "results.json", document)
     print(results_table(results, list(envs), config.rollouts_per_example))
     logger.info(f"results written to {path}")
     return document
-
-
-def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    from prime_rl.client import InferenceError
-
-    config = cli(EvalConfig, "eval", argv)
-    try:
-        run_eval(config)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"eval: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except (RuntimeError, InferenceError) as e:  # the server failed to start, or refused a weight directory
-        print(f"eval: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
-
-
-if __name__ == "__main__":
-    main()

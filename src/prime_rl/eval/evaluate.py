@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 from prime_rl.client import InferenceClient
+from prime_rl.environments import load_environments
 from prime_rl.environments.base import Environment
 from prime_rl.environments.types import Example, Rollout, SamplingConfig
 from prime_rl.eval.config import EvalEnvConfig, OnlineEvalConfig
@@ -17,8 +18,6 @@ from prime_rl.eval.metrics import group_metrics
 
 def load_eval_environments(env_configs: list[EvalEnvConfig], tokenizer: Any) -> dict[str, Environment]:
     """`{name: environment}` in config order (name: the table's `name`, else the environment's own name)."""
-    from prime_rl.environments import load_environments
-
     return load_environments(env_configs, tokenizer)
 
 

@@ -10,7 +10,12 @@ from pathlib import Path
 
 from prime_rl.client import InferenceClient, RetryPolicy
 from prime_rl.eval.config import EvalConfig
-from prime_rl.utils.fs import step_dirs
+from prime_rl.inference.config import InferenceConfig
+from prime_rl.launcher.processes import Child, ProcessSpec, tail
+from prime_rl.launcher.supervise import wait_healthy
+from prime_rl.utils.config import ConfigError, RunError
+from prime_rl.utils.config.dump import config_toml
+from prime_rl.utils.fs import atomic_write_text, step_dirs
 
 
 def weights_root(weights_dir: Path) -> Path:
@@ -26,18 +31,18 @@ def policy_targets(config: EvalConfig) -> list[tuple[str, Path | None]]:
     if config.weights_dir is None:
         return targets
     if not config.weights_dir.is_dir():
-        raise FileNotFoundError(f"weights_dir `{config.weights_dir}` is not a directory")
+        raise ConfigError(f"weights_dir `{config.weights_dir}` is not a directory")
     root = weights_root(config.weights_dir)
     available = step_dirs(root)
     steps = sorted(available) if config.steps is None else config.steps
     missing = [s for s in steps if s not in available]
     if missing:
-        raise FileNotFoundError(
+        raise ConfigError(
             f"weights_dir: no complete (STABLE) weights/step_N for steps {missing} under {root} "
             f"(available: {sorted(available)})"
         )
     if not steps and not targets:
-        raise FileNotFoundError(f"weights_dir: no complete (STABLE) weights/step_N under {root}")
+        raise ConfigError(f"weights_dir: no complete (STABLE) weights/step_N under {root}")
     return targets + [(f"step_{s}", available[s]) for s in steps]
 
 
@@ -54,58 +59,48 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_server_config(config: EvalConfig, port: int, path: Path) -> Path:
-    import tomli_w
+def server_config(config: EvalConfig, port: int) -> InferenceConfig:
+    """`[inference]` with what `eval` fills in: the port, and (unless set) the run of `weights_dir` as `output_dir`."""
+    inference = config.inference
+    update: dict = {"server": inference.server.model_copy(update={"port": port})}
+    if "output_dir" not in inference.model_fields_set:
+        update["output_dir"] = served_root(config).resolve()
+    return inference.model_copy(update=update)
 
-    from prime_rl.utils.fs import atomic_write_text
 
-    s = config.server
-    model = {"name": config.model.name, "dtype": s.dtype, "device": s.device, "max_model_len": s.max_model_len}
-    data = {
-        "model": {k: v for k, v in model.items() if v is not None},
-        "server": {"host": "127.0.0.1", "port": port},
-        "output_dir": str(served_root(config).resolve()),
-        "max_batch_size": s.max_batch_size,
-        "seed": config.seed or 0,
-    }
-    if s.num_threads is not None:
-        data["num_threads"] = s.num_threads
-    atomic_write_text(path, tomli_w.dumps(data))
+def write_server_config(config: InferenceConfig, path: Path) -> Path:
+    atomic_write_text(path, config_toml(config, "inference"))
     return path
 
 
 @contextmanager
 def inference_server(config: EvalConfig) -> Iterator[str]:
     """Yields the base URL (`.../v1`) of a healthy server; a self-started one is stopped on exit."""
-    from prime_rl.launcher.processes import Child, ProcessSpec, tail
-    from prime_rl.launcher.supervise import wait_healthy
-
-    if config.client.base_url is not None:
-        yield config.client.base_url.rstrip("/")  # the client waits for its health
+    if not config.own_server:
+        yield config.client.base_url[0].rstrip("/")  # the client waits for its health
         return
-    port = config.server.port or free_port()
+    inference = server_config(config, config.inference.server.port or free_port())
     eval_dir = config.output_dir / "eval"
-    path = write_server_config(config, port, eval_dir / "inference.toml")
-    spec = ProcessSpec(
-        "inference", "prime_rl.inference.server", path, eval_dir / "inference.log", config.server.num_threads
-    )
+    path = write_server_config(inference, eval_dir / "inference.toml")
+    spec = ProcessSpec("inference", "prime_rl.inference.cli", path, eval_dir / "inference.log", inference.num_threads)
     child = Child(spec)
     try:
-        base_url = f"http://127.0.0.1:{port}/v1"
+        base_url = f"http://127.0.0.1:{inference.server.port}/v1"
         dead = wait_healthy(base_url, config.client.health_timeout, [child])
         if dead is not None:
             lines = "\n  | ".join(tail(spec.log_path, 20))
-            raise RuntimeError(f"the inference server exited with code {dead.poll()}; {spec.log_path}:\n  | {lines}")
+            raise RunError(f"the inference server exited with code {dead.poll()}; {spec.log_path}:\n  | {lines}")
         yield base_url
     finally:
         child.stop()
 
 
 def setup_client(config: EvalConfig, base_url: str) -> InferenceClient:
-    """The client of the evaluated server: a request failing `client.retries` + 1 times errors its rollout."""
+    """The client of the evaluated server, retrying a failing request for `client.retry_timeout` seconds; a server
+    still failing then ends the evaluation (`remember_unreachable`), as it ends an `rl` run."""
     c = config.client
-    retry = RetryPolicy(retries=c.retries, key="client.retries")
-    return InferenceClient([base_url], config.model.name, c.api_key, c.timeout, retry)
+    retry = RetryPolicy(deadline=c.retry_timeout, key="client.retry_timeout")
+    return InferenceClient([base_url], config.model.name, c.api_key, c.timeout, retry, remember_unreachable=True)
 
 
 async def load_policy(client: InferenceClient, weight_dir: Path | None) -> int:

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
 from prime_rl.utils.config import BaseConfig, BaseSettingsConfig
+from prime_rl.utils.config.sections import LoadedModelConfig, LogConfig
 
 
-class ModelConfig(BaseConfig):
+class InferenceModelConfig(LoadedModelConfig):
     """The served model."""
-
-    name: str = "smollm2-135m-instruct"
-    """HF hub id, local directory or built-in alias (resolved like the trainer's `model.name`)."""
-
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Weights and activations dtype; `auto` is bfloat16 on CUDA and float32 on CPU."""
 
     max_model_len: int | None = Field(default=None, ge=2)
     """Context length (prompt + completion) in tokens; None uses the model's `max_position_embeddings`."""
-
-    device: str = "auto"
-    """Torch device (`auto`, `cpu`, `cuda`, `cuda:1`, ...)."""
 
 
 class ServerConfig(BaseConfig):
@@ -33,7 +24,7 @@ class ServerConfig(BaseConfig):
     """Address to bind; the default accepts local connections only."""
 
     port: int = Field(default=8000, ge=0, le=65535)
-    """TCP port to listen on."""
+    """TCP port to listen on (`eval` picks a free one for 0)."""
 
     api_key: str | None = None
     """If set, every route except `/health` requires `Authorization: Bearer <api_key>`."""
@@ -42,20 +33,10 @@ class ServerConfig(BaseConfig):
     """Largest request body accepted; a larger one is answered 413 without being read."""
 
 
-class LogConfig(BaseConfig):
-    """Logging."""
-
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    """Log level of the `prime_rl` loggers."""
-
-    file: Path | None = None
-    """Also write the log to this file."""
-
-
 class InferenceConfig(BaseSettingsConfig):
     """OpenAI-compatible inference server with token ids, logprobs and live weight updates."""
 
-    model: ModelConfig = ModelConfig()
+    model: InferenceModelConfig = InferenceModelConfig()
     """The served model."""
 
     server: ServerConfig = ServerConfig()

@@ -1,19 +1,20 @@
-"""`inference @ infer.toml`: parses the config (before importing torch), loads the engine and serves the app."""
+"""The inference server (`inference @ infer.toml`, started by `cli.py`): loads the engine and serves the app."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import uvicorn
+
+from prime_rl.inference.app import create_app
 from prime_rl.inference.config import InferenceConfig
-from prime_rl.utils.config import cli
-from prime_rl.utils.lifecycle import watch_parent
+from prime_rl.inference.engines.hf import setup_hf_engine
+from prime_rl.utils.logger import setup_process_logger
+from prime_rl.utils.models import resolve_model_path
 
 
 def setup_engine(config: InferenceConfig):
     """Builds and starts the transformers engine described by `config`."""
-    from prime_rl.inference.engines.hf import setup_hf_engine
-    from prime_rl.utils.models import resolve_model_path
-
     engine = setup_hf_engine(
         resolve_model_path(config.model.name),
         dtype=config.model.dtype,
@@ -29,8 +30,6 @@ def setup_engine(config: InferenceConfig):
 
 def setup_app(config: InferenceConfig, engine):
     """The FastAPI app serving `engine` under the configured model name (its resolved path is an alias)."""
-    from prime_rl.inference.app import create_app
-
     aliases = {engine.model_path, Path(engine.model_path).name}
     server = config.server
     return create_app(
@@ -39,11 +38,7 @@ def setup_app(config: InferenceConfig, engine):
 
 
 def serve(config: InferenceConfig) -> None:
-    import uvicorn
-
-    from prime_rl.utils.logger import setup_logger
-
-    logger = setup_logger("inference", config.log.level, config.log.file)
+    logger = setup_process_logger("inference", config.log, config.output_dir)
     engine = setup_engine(config)
     app = setup_app(config, engine)
     logger.info(f"serving `{config.model.name}` on http://{config.server.host}:{config.server.port}")
@@ -51,12 +46,3 @@ def serve(config: InferenceConfig) -> None:
         uvicorn.run(app, host=config.server.host, port=config.server.port, log_level="warning", access_log=False)
     finally:
         engine.shutdown()
-
-
-def main() -> None:
-    watch_parent("inference")
-    serve(cli(InferenceConfig, "inference"))
-
-
-if __name__ == "__main__":
-    main()

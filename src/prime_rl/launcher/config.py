@@ -15,10 +15,11 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from prime_rl.inference.config import InferenceConfig, ServerConfig
-from prime_rl.launcher.pushdown import MISSING, copy_unset, get_dotted, push_down, set_dotted
 from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.utils.config import BaseConfig, BaseSettingsConfig
+from prime_rl.utils.config.pushdown import MISSING, copy_unset, get_dotted, push_down, set_dotted
+from prime_rl.utils.config.sections import CkptConfig, ModelConfig
 
 SECTIONS = {"inference": InferenceConfig, "orchestrator": OrchestratorConfig, "trainer": RLTrainerConfig}
 
@@ -30,25 +31,9 @@ SHARED = {
     "seq_len": ["orchestrator", "trainer"],
     "ckpt.interval": ["orchestrator", "trainer"],
     "ckpt.resume_step": ["orchestrator", "trainer"],
+    "ckpt.keep_last": ["orchestrator", "trainer"],
 }
 """Shared key → the sections it is pushed into, in the order whose first default wins when nobody sets it."""
-
-
-class SharedModelConfig(BaseConfig):
-    """The model shared by the three processes."""
-
-    name: str | None = None
-    """Model name, local directory or alias, pushed into `trainer.model.name`, `orchestrator.model.name` and
-    `inference.model.name`."""
-
-
-class SharedCkptConfig(BaseConfig):
-    """Checkpoint settings shared by trainer and orchestrator."""
-
-    interval: int | None = Field(None, ge=1)
-    """Checkpoint every this many steps (pushed into `trainer.ckpt` and `orchestrator.ckpt`)."""
-    resume_step: int | None = Field(None, ge=-1)
-    """Resume both from this step (-1: latest)."""
 
 
 def default_threads(cores: int | None = None) -> tuple[int, int]:
@@ -73,8 +58,8 @@ class RLConfig(BaseSettingsConfig):
     """The orchestrator (`orchestrator @ ...` when run alone)."""
     trainer: RLTrainerConfig = RLTrainerConfig()
     """The RL trainer (`trainer @ ...` when run alone)."""
-    model: SharedModelConfig = SharedModelConfig()
-    """Shared model."""
+    model: ModelConfig = ModelConfig()
+    """Shared model (`model.name` is pushed into `trainer.model`, `orchestrator.model` and `inference.model`)."""
     output_dir: Path | None = None
     """Shared run directory (default `outputs`)."""
     max_steps: int | None = Field(None, ge=1)
@@ -83,8 +68,8 @@ class RLConfig(BaseSettingsConfig):
     """Shared async level: the batch of step N may come from policy N - max_async_level or newer."""
     seq_len: int | None = Field(None, ge=1)
     """Shared maximum sample length in tokens (prompt + completion)."""
-    ckpt: SharedCkptConfig = SharedCkptConfig()
-    """Shared checkpointing."""
+    ckpt: CkptConfig = CkptConfig()
+    """Shared checkpointing, pushed into `trainer.ckpt` and `orchestrator.ckpt`."""
     clean: bool = True
     """On a fresh start, also delete an earlier run's `metrics/` and `logs/` (its rollouts and broadcasts always go)."""
     health_timeout: float = Field(600.0, gt=0)
@@ -122,8 +107,9 @@ def _derive_defaults(data: dict) -> None:
     inference.setdefault("num_threads", infer_threads)
     trainer.setdefault("num_threads", train_threads)
     # `rl` captures each process's console output into logs/<process>.log; a second writer would duplicate it.
-    if not isinstance(trainer.get("log"), dict) or "file" not in trainer["log"]:
-        set_dotted(trainer, "log.file", False)
+    for section in (inference, orchestrator, trainer):
+        if get_dotted(section, "log.file") is MISSING:
+            set_dotted(section, "log.file", False)
 
 
 def _assign(model: BaseConfig, dotted: str, value: Any) -> None:

@@ -18,9 +18,9 @@ from prime_rl.launcher.resume import latest_resumable
 from prime_rl.utils.logger import get_logger, setup_logger
 
 MODULES = {
-    "inference": "prime_rl.inference.server",
-    "trainer": "prime_rl.trainer.rl.train",
-    "orchestrator": "prime_rl.orchestrator.orchestrator",
+    "inference": "prime_rl.inference.cli",
+    "trainer": "prime_rl.trainer.rl.cli",
+    "orchestrator": "prime_rl.orchestrator.cli",
 }
 POLL_SECONDS = 0.5
 

@@ -8,14 +8,15 @@ from typing import Any
 
 from prime_rl.client import InferenceClient
 from prime_rl.environments.base import Environment
-from prime_rl.orchestrator.command import OrchestratorConfig
+from prime_rl.eval.evaluate import load_eval_environments, online_eval
+from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.orchestrator.scheduler import PolicyScheduler
+from prime_rl.utils.logger import get_logger
+from prime_rl.utils.metrics import MetricsWriter, read_metrics
 
 
 def setup_eval_environments(config: OrchestratorConfig, tokenizer: Any) -> dict[str, Environment]:
     """The eval environments of `[orchestrator.eval]` (none without it)."""
-    from prime_rl.eval.evaluate import load_eval_environments
-
     return load_eval_environments(config.eval.env, tokenizer) if config.eval is not None else {}
 
 
@@ -29,9 +30,6 @@ def eval_due(config: OrchestratorConfig, step: int) -> bool:
 
 def log_eval(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -> None:
     """An own record in `metrics/orchestrator.jsonl` (same `step` as the batch it followed) and a console line."""
-    from prime_rl.utils.logger import get_logger
-    from prime_rl.utils.metrics import MetricsWriter
-
     avg = " | ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items() if "/avg@" in k)
     get_logger("orchestrator").info("Eval after step %d (policy %d) | %s", step, metrics["eval/policy"], avg)
     MetricsWriter(config.output_dir / "metrics" / "orchestrator.jsonl").write(step, metrics)
@@ -39,8 +37,6 @@ def log_eval(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -
 
 def final_eval_logged(config: OrchestratorConfig) -> bool:
     """Whether `metrics/orchestrator.jsonl` holds the evaluation of the final policy (`max_steps`)."""
-    from prime_rl.utils.metrics import read_metrics
-
     path = config.output_dir / "metrics" / "orchestrator.jsonl"
     return path.is_file() and any(r.get("eval/policy") == config.max_steps for r in read_metrics(path))
 
@@ -53,8 +49,6 @@ async def run_eval(
     scheduler: PolicyScheduler,
 ) -> dict[str, float]:
     """`online_eval` of the served policy; after the last step it first loads the final policy `max_steps`."""
-    from prime_rl.eval.evaluate import online_eval
-
     start = time.perf_counter()
     if step + 1 == config.max_steps:
         await scheduler.ensure(config.max_steps, "the final evaluation")

@@ -1,4 +1,5 @@
-"""`orchestrator @ orch.toml`: examples → rollouts on the inference server(s) → rewards → advantages → batches.
+"""The orchestrator loop (`orchestrator @ orch.toml`, started by `cli.py`): examples → rollouts on the inference
+server(s) → rewards → advantages → batches.
 
 One batch per step, written atomically to `output_dir/rollouts/step_N`. Before generating step N the loaded policy
 must be >= N - max_async_level (`scheduler.py`). Metrics go to the console and `metrics/orchestrator.jsonl`.
@@ -7,62 +8,54 @@ must be >= N - max_async_level (`scheduler.py`). Metrics go to the console and `
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from transformers import AutoTokenizer
+
+from prime_rl.client import InferenceClient, InferenceError, RetryPolicy
+from prime_rl.environments import load_environments
+from prime_rl.environments.base import Environment
+from prime_rl.orchestrator import ckpt
+from prime_rl.orchestrator.batch import assemble_batch
+from prime_rl.orchestrator.buffer import ExampleBuffer
 from prime_rl.orchestrator.config import OrchestratorConfig
-from prime_rl.utils.config import cli
-from prime_rl.utils.lifecycle import watch_parent
-
-if TYPE_CHECKING:
-    from prime_rl.client import InferenceClient
-    from prime_rl.environments.base import Environment
-    from prime_rl.orchestrator.buffer import ExampleBuffer
-    from prime_rl.orchestrator.generate import Generation, ScoreTimer
-    from prime_rl.orchestrator.scheduler import PolicyScheduler, UpdateFn
-    from prime_rl.transport.base import BatchSender
+from prime_rl.orchestrator.evaluation import eval_due, final_eval_logged, log_eval, run_eval, setup_eval_environments
+from prime_rl.orchestrator.generate import Generation, ScoreTimer, generate_groups
+from prime_rl.orchestrator.metrics import batch_metrics, format_line, reward_metrics, rollout_metrics
+from prime_rl.orchestrator.resume import batch_digest, discard_after, rewind_metrics
+from prime_rl.orchestrator.scheduler import PolicyScheduler, UpdateFn
+from prime_rl.transport.base import BatchSender
+from prime_rl.transport.filesystem import FileSystemSender
+from prime_rl.utils.config import RunError, config_key
+from prime_rl.utils.logger import get_logger, setup_process_logger
+from prime_rl.utils.metrics import MetricsWriter
+from prime_rl.utils.models import resolve_model_path
 
 
 def setup_tokenizer(config: OrchestratorConfig) -> Any:
-    from transformers import AutoTokenizer
-
-    from prime_rl.utils.models import resolve_model_path
-
     return AutoTokenizer.from_pretrained(resolve_model_path(config.model.name))
 
 
 def setup_environments(config: OrchestratorConfig, tokenizer: Any) -> dict[str, Environment]:
     """`{name: environment}` in config order (name: the `[[env]]` name, else the environment's own name);
     multi-turn environments get the policy's tokenizer."""
-    from prime_rl.environments import load_environments
-
     return load_environments(config.env, tokenizer)
 
 
 def setup_buffer(config: OrchestratorConfig, envs: dict[str, Environment]) -> ExampleBuffer:
-    from prime_rl.orchestrator.buffer import ExampleBuffer
-
     weights = {name: env_config.weight for name, env_config in zip(envs, config.env, strict=True)}
     return ExampleBuffer({name: env.dataset() for name, env in envs.items()}, weights, seed=config.seed)
 
 
 def log_step(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -> None:
-    from prime_rl.orchestrator.metrics import format_line
-    from prime_rl.utils.logger import get_logger
-    from prime_rl.utils.metrics import MetricsWriter
-
     get_logger("orchestrator").info(format_line(step, config.max_steps, metrics))
     MetricsWriter(config.output_dir / "metrics" / "orchestrator.jsonl").write(step, metrics)
 
 
 def write_batch(config: OrchestratorConfig, step: int, generation: Generation, sender: BatchSender) -> dict[str, Any]:
     """Advantages, batch assembly and the atomic write; returns the step's rollout, batch and timing metrics."""
-    from prime_rl.orchestrator.batch import assemble_batch
-    from prime_rl.orchestrator.metrics import batch_metrics, reward_metrics, rollout_metrics
-    from prime_rl.orchestrator.resume import batch_digest
-
     start = time.perf_counter()
     batch, stats = assemble_batch(
         step, generation.groups, config.advantage, config.seq_len, config.filter_zero_variance
@@ -95,8 +88,6 @@ def policy_loader(client: InferenceClient) -> UpdateFn:
 def setup_client(config: OrchestratorConfig) -> InferenceClient:
     """The one client of every request, retried for `client.retry_timeout` seconds; a server still failing then
     stops the run (`remember_unreachable`: a down server is not a rollout's fault, DESIGN.md section 7)."""
-    from prime_rl.client import InferenceClient, RetryPolicy
-
     c = config.client
     retry = RetryPolicy(deadline=c.retry_timeout, key="client.retry_timeout")
     return InferenceClient(c.base_url, config.model.name, c.api_key, c.timeout, retry, remember_unreachable=True)
@@ -106,10 +97,6 @@ async def start_or_resume(config: OrchestratorConfig, buffer: ExampleBuffer, cli
     """The first step to produce. Fresh: an earlier run's rollouts and broadcasts are removed and the server reloads
     the base model. Resume from S: the buffer state of the checkpoint; the files of the lost part of the run are
     discarded (`resume.py`)."""
-    from prime_rl.orchestrator import ckpt
-    from prime_rl.orchestrator.resume import discard_after, rewind_metrics
-    from prime_rl.utils.logger import get_logger
-
     start_step = ckpt.resolve_resume_step(config.output_dir, config.ckpt.resume_step)
     if start_step is None:
         discard_after(config.output_dir, 0, checkpoints=False)  # an earlier run's batches and policies
@@ -137,9 +124,6 @@ async def orchestrate_step(
     timer: ScoreTimer,
 ) -> dict[str, float]:
     """Policy → examples → (checkpoint of step + 1) → rollouts → batch; returns the step's metrics."""
-    from prime_rl.orchestrator import ckpt
-    from prime_rl.orchestrator.generate import generate_groups
-
     step_start = time.perf_counter()
     waited = await scheduler.prepare(step)
     examples = buffer.sample(config.examples_per_step)
@@ -159,22 +143,12 @@ async def orchestrate_step(
 
 
 async def run(config: OrchestratorConfig) -> None:
-    from prime_rl.orchestrator.evaluation import (
-        eval_due,
-        final_eval_logged,
-        log_eval,
-        run_eval,
-        setup_eval_environments,
-    )
-    from prime_rl.orchestrator.generate import ScoreTimer
-    from prime_rl.orchestrator.scheduler import PolicyScheduler
-    from prime_rl.transport.filesystem import FileSystemSender
-    from prime_rl.utils.logger import setup_logger
-
-    logger = setup_logger("orchestrator", config.log.level, config.log.file)
+    logger = setup_process_logger("orchestrator", config.log, config.output_dir)
     tokenizer = setup_tokenizer(config)
-    envs = setup_environments(config, tokenizer)
-    eval_envs = setup_eval_environments(config, tokenizer)
+    with config_key(config, "env"):
+        envs = setup_environments(config, tokenizer)
+    with config_key(config, "eval.env"):
+        eval_envs = setup_eval_environments(config, tokenizer)
     buffer = setup_buffer(config, envs)
     client = setup_client(config)
     try:
@@ -203,20 +177,10 @@ async def run(config: OrchestratorConfig) -> None:
     logger.info("orchestrator finished %d steps", config.max_steps)
 
 
-def main() -> None:
-    watch_parent("orchestrator")
-    from prime_rl.client import InferenceError
-
-    config = cli(OrchestratorConfig, "orchestrator")
+def orchestrate(config: OrchestratorConfig) -> None:
+    """The `orchestrator` command: `run`, where a server that stays down or refuses a request, or a policy that never
+    arrives, ends the run with one line naming it (no traceback)."""
     try:
         asyncio.run(run(config))
-    except KeyboardInterrupt:
-        sys.exit(130)
     except (InferenceError, TimeoutError) as e:
-        # Expected failures of a run: one line naming the server or the missing file, no traceback.
-        print(f"orchestrator: error: {e}", file=sys.stderr)
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()
+        raise RunError(str(e)) from e

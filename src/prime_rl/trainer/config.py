@@ -1,4 +1,4 @@
-"""Trainer config sections shared by the RL and SFT trainers: model, optimizer, scheduler, checkpoints, exports.
+"""What the RL and SFT trainers share: `BaseTrainerConfig` and its model, optimizer, scheduler and export sections.
 
 No torch import here: configs are parsed (and `--help` answered) before any heavy import.
 """
@@ -8,20 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from prime_rl.utils.config import BaseConfig, type_union
+from prime_rl.utils.config import BaseConfig, BaseSettingsConfig, type_union
+from prime_rl.utils.config.sections import CkptConfig, LoadedModelConfig, LogConfig
 
 
-class ModelConfig(BaseConfig):
+class TrainerModelConfig(LoadedModelConfig):
     """The causal LM to train."""
 
-    name: str = "smollm2-135m-instruct"
-    """Hugging Face hub id, local directory, or the built-in alias `smollm2-135m-instruct`."""
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Parameter dtype; `auto` is float32 on CPU and bfloat16 on CUDA."""
-    device: str = "auto"
-    """Torch device (`auto`: CUDA when available, else CPU)."""
     attn_implementation: Literal["varlen", "sdpa", "eager", "flash_attention_2"] = "varlen"
     """`varlen` runs SDPA per packed sample (exact, no cross-sample work); `sdpa`/`eager` use a block-diagonal mask."""
     cache_dir: Path | None = None
@@ -102,17 +97,6 @@ SchedulerConfigType = type_union(
 )
 
 
-class CheckpointConfig(BaseConfig):
-    """Full trainer state (model, optimizer, scheduler, step) under `checkpoints/step_N/trainer/`."""
-
-    interval: int | None = Field(default=None, ge=1)
-    """Save every this many steps and after the last step (None: no checkpoints)."""
-    resume_step: int | None = Field(default=None, ge=-1)
-    """Resume from this checkpoint step (-1: the latest complete one; None: start fresh)."""
-    keep_last: int | None = Field(default=None, ge=1)
-    """Keep only the newest this many trainer checkpoints (None: keep all)."""
-
-
 class WeightsConfig(BaseConfig):
     """HF-format export (`from_pretrained`-loadable, with tokenizer) under `weights/step_N/`."""
 
@@ -122,10 +106,38 @@ class WeightsConfig(BaseConfig):
     """Export after the last step."""
 
 
-class LogConfig(BaseConfig):
-    """Console and file logging."""
+class BaseTrainerConfig(BaseSettingsConfig):
+    """What the RL and the SFT trainer share: the model, optimizer, schedule, checkpoints, exports and logging."""
 
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    """Log level."""
-    file: bool = True
-    """Also log to `output_dir/logs/<process>.log`."""
+    model: TrainerModelConfig = TrainerModelConfig()
+    """The model to train."""
+    output_dir: Path = Path("outputs")
+    """Run directory (batches, broadcasts, checkpoints, weights, metrics, logs)."""
+    max_steps: int | None = Field(None, ge=0)
+    """Number of training steps (None: until stopped)."""
+    seq_len: int = Field(2048, ge=1)
+    """Token budget of one packed micro-batch; longer samples are truncated to it."""
+    optim: OptimizerConfigType = AdamWConfig()
+    """Optimizer (`type`: adamw | sgd)."""
+    scheduler: SchedulerConfigType = ConstantSchedulerConfig()
+    """Learning-rate schedule (`type`: constant | linear | cosine)."""
+    ckpt: CkptConfig = CkptConfig()
+    """Checkpointing (`checkpoints/step_N/trainer/`: model, optimizer, scheduler, step) and resume."""
+    weights: WeightsConfig = WeightsConfig()
+    """HF-format export (`weights/step_N/`, loadable by `from_pretrained` and by `rl --model.name`)."""
+    num_threads: int | None = Field(None, ge=1)
+    """Torch CPU threads (None: torch's default)."""
+    log: LogConfig = LogConfig(file=True)
+    """Logging (`logs/trainer.log`, `logs/sft.log`)."""
+    seed: int = 0
+    """Seed of torch and of the data (SFT order, fake RL batches)."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/inf loss or gradient norm: `stop` fails naming the step; `skip` skips the optimizer step and counts it."""
+
+    @model_validator(mode="after")
+    def _check_warmup(self) -> BaseTrainerConfig:
+        if self.max_steps is not None and self.scheduler.warmup_steps > self.max_steps:
+            raise ValueError(
+                f"scheduler.warmup_steps ({self.scheduler.warmup_steps}) exceeds max_steps ({self.max_steps})"
+            )
+        return self

@@ -6,17 +6,17 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from prime_rl.trainer.attention import register_varlen_attention
-from prime_rl.trainer.config import ModelConfig
+from prime_rl.trainer.config import TrainerModelConfig
 from prime_rl.utils.device import get_device, resolve_dtype
 from prime_rl.utils.logger import get_logger
 from prime_rl.utils.models import resolve_model_path
 
 
-def model_path(config: ModelConfig) -> str:
+def model_path(config: TrainerModelConfig) -> str:
     return resolve_model_path(config.name, config.cache_dir)
 
 
-def setup_model(config: ModelConfig) -> PreTrainedModel:
+def setup_model(config: TrainerModelConfig) -> PreTrainedModel:
     """The model on its device, in its dtype, in train mode, with the configured attention implementation."""
     device = get_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
@@ -40,7 +40,7 @@ def setup_model(config: ModelConfig) -> PreTrainedModel:
     return model
 
 
-def setup_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
+def setup_tokenizer(config: TrainerModelConfig) -> PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(model_path(config), trust_remote_code=config.trust_remote_code)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

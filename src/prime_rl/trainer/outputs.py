@@ -14,7 +14,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from prime_rl.trainer.ckpt import load_checkpoint, prune_checkpoints, save_checkpoint
-from prime_rl.trainer.config import CheckpointConfig, WeightsConfig
+from prime_rl.trainer.config import WeightsConfig
+from prime_rl.utils.config.sections import CkptConfig
 from prime_rl.utils.fs import is_stable
 from prime_rl.weights.export import export_dir, export_hf
 
@@ -25,7 +26,7 @@ class CheckpointManager:
     def __init__(
         self,
         out: Path,
-        ckpt: CheckpointConfig,
+        ckpt: CkptConfig,
         weights: WeightsConfig,
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,

@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prime_rl.utils.config.sections import LogConfig
 
 _FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 
@@ -28,3 +32,8 @@ def setup_logger(name: str, level: str = "INFO", file: Path | None = None) -> lo
 
 def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"prime_rl.{name}")
+
+
+def setup_process_logger(name: str, config: LogConfig, output_dir: Path) -> logging.Logger:
+    """`setup_logger` as a `[log]` section says: its level, and `output_dir/logs/<name>.log` when `file` is on."""
+    return setup_logger(name, config.level, Path(output_dir) / "logs" / f"{name}.log" if config.file else None)

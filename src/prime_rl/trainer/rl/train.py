@@ -1,41 +1,38 @@
-"""`trainer @ train.toml`: the RL training loop. Step N reads `rollouts/step_N`, trains, and writes policy N+1.
-
-Only the config is imported at module level, so `--help` and config errors answer before torch is imported.
-"""
+"""The RL training loop (`trainer @ train.toml`, started by `cli.py`): step N reads `rollouts/step_N`, trains, and
+writes policy N+1."""
 
 from __future__ import annotations
 
 import time
 
+import torch
+
+from prime_rl.trainer.ckpt import resolve_resume_step
+from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
+from prime_rl.trainer.optim import setup_optimizer
+from prime_rl.trainer.outputs import CheckpointManager
+from prime_rl.trainer.packing import pack_samples
+from prime_rl.trainer.report import log_step, rl_batch_metrics
 from prime_rl.trainer.rl.config import RLTrainerConfig
-from prime_rl.utils.config import cli
-from prime_rl.utils.lifecycle import watch_parent
+from prime_rl.trainer.rl.data import check_staleness, setup_data_loader
+from prime_rl.trainer.rl.loss import setup_loss_fn
+from prime_rl.trainer.scheduler import setup_scheduler
+from prime_rl.trainer.step import check_finite, train_step
+from prime_rl.utils.config import config_key
+from prime_rl.utils.device import set_num_threads
+from prime_rl.utils.fs import is_stable
+from prime_rl.utils.logger import setup_process_logger
+from prime_rl.utils.metrics import MetricsWriter
+from prime_rl.weights.broadcast import broadcast_dir, broadcast_weights
 
 
 def train(config: RLTrainerConfig) -> None:
-    import torch
-
-    from prime_rl.trainer.ckpt import resolve_resume_step
-    from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
-    from prime_rl.trainer.optim import setup_optimizer
-    from prime_rl.trainer.outputs import CheckpointManager
-    from prime_rl.trainer.packing import pack_samples
-    from prime_rl.trainer.report import log_step, rl_batch_metrics
-    from prime_rl.trainer.rl.data import check_staleness, setup_data_loader
-    from prime_rl.trainer.rl.loss import setup_loss_fn
-    from prime_rl.trainer.scheduler import setup_scheduler
-    from prime_rl.trainer.step import check_finite, train_step
-    from prime_rl.utils.device import set_num_threads
-    from prime_rl.utils.fs import is_stable
-    from prime_rl.utils.logger import setup_logger
-    from prime_rl.utils.metrics import MetricsWriter
-    from prime_rl.weights.broadcast import broadcast_dir, broadcast_weights
-
     out = config.output_dir
-    logger = setup_logger("trainer", config.log.level, out / "logs" / "trainer.log" if config.log.file else None)
+    logger = setup_process_logger("trainer", config.log, out)
     set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
-    loss_fn = setup_loss_fn(config.loss)
+    with config_key(config, "loss"):
+        loss_fn = setup_loss_fn(config.loss)
     model = setup_model(config.model)
     tokenizer = setup_tokenizer(config.model)
     optimizer = setup_optimizer(config.optim, model)
@@ -81,12 +78,3 @@ def train(config: RLTrainerConfig) -> None:
     if step == config.max_steps:
         checkpoints.finish(step)
     logger.info(f"Finished training at step {step}")
-
-
-def main(argv: list[str] | None = None) -> None:
-    watch_parent("trainer")
-    train(cli(RLTrainerConfig, "trainer", argv))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""`SFTConfig`: supervised fine-tuning on chat data, reusing the RL trainer's model/optim/scheduler/ckpt sections.
+"""`SFTConfig`: supervised fine-tuning on chat data; a `BaseTrainerConfig` with its own data, steps and batch size.
 
 No torch import here: configs are parsed (and `--help` answered) before any heavy import.
 """
@@ -8,19 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from prime_rl.trainer.config import (
-    AdamWConfig,
-    CheckpointConfig,
-    ConstantSchedulerConfig,
-    LogConfig,
-    ModelConfig,
-    OptimizerConfigType,
-    SchedulerConfigType,
-    WeightsConfig,
-)
-from prime_rl.utils.config import BaseConfig, BaseSettingsConfig, type_union
+from prime_rl.trainer.config import AdamWConfig, BaseTrainerConfig, OptimizerConfigType
+from prime_rl.utils.config import BaseConfig, type_union
 
 
 class JSONLDataConfig(BaseConfig):
@@ -66,11 +57,9 @@ class EnvironmentDataConfig(BaseConfig):
 SFTDataConfigType = type_union(JSONLDataConfig, EnvironmentDataConfig)
 
 
-class SFTConfig(BaseSettingsConfig):
+class SFTConfig(BaseTrainerConfig):
     """SFT trainer: cross-entropy on assistant tokens of chat data; exports HF weights that `rl` can start from."""
 
-    model: ModelConfig = ModelConfig()
-    """The model to fine-tune."""
     data: SFTDataConfigType
     """Training data (`type`: default (JSONL file) | environment)."""
     output_dir: Path = Path("outputs/sft")
@@ -79,31 +68,7 @@ class SFTConfig(BaseSettingsConfig):
     """Number of optimizer steps."""
     batch_size: int = Field(8, ge=1)
     """Conversations per optimizer step (cycling through the data in seeded shuffled epochs)."""
-    seq_len: int = Field(2048, ge=1)
-    """Token budget of one packed micro-batch; longer conversations are truncated to it."""
     shuffle: bool = True
     """Shuffle the conversations every epoch (seeded by `seed` and the epoch)."""
     optim: OptimizerConfigType = AdamWConfig(lr=1e-5)
     """Optimizer (`type`: adamw | sgd)."""
-    scheduler: SchedulerConfigType = ConstantSchedulerConfig()
-    """Learning-rate schedule (`type`: constant | linear | cosine)."""
-    ckpt: CheckpointConfig = CheckpointConfig()
-    """Checkpointing and resume."""
-    weights: WeightsConfig = WeightsConfig()
-    """HF-format weight export (`weights/step_N/`, loadable by `from_pretrained` and by `rl --model.name`)."""
-    num_threads: int | None = Field(None, ge=1)
-    """Torch CPU threads (None: torch's default)."""
-    log: LogConfig = LogConfig()
-    """Logging."""
-    seed: int = 0
-    """Seed of torch and of the data order."""
-    on_nonfinite: Literal["stop", "skip"] = "stop"
-    """A NaN/inf loss or gradient norm: `stop` fails naming the step; `skip` skips the optimizer step and counts it."""
-
-    @model_validator(mode="after")
-    def _check_steps(self) -> SFTConfig:
-        if self.scheduler.warmup_steps > self.max_steps:
-            raise ValueError(
-                f"scheduler.warmup_steps ({self.scheduler.warmup_steps}) exceeds max_steps ({self.max_steps})"
-            )
-        return self

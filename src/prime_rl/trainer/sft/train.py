@@ -1,23 +1,31 @@
-"""`sft @ sft.toml`: supervised fine-tuning on assistant tokens, exporting `weights/step_N/` that `rl` can start from.
-
-Only the config is imported at module level, so `--help` and config errors answer before torch is imported.
-"""
+"""The SFT loop (`sft @ sft.toml`, started by `cli.py`): supervised fine-tuning on assistant tokens, exporting
+`weights/step_N/` that `rl` can start from."""
 
 from __future__ import annotations
 
 import time
 
+import torch
+
+from prime_rl.trainer.ckpt import resolve_resume_step
+from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
+from prime_rl.trainer.optim import setup_optimizer
+from prime_rl.trainer.outputs import CheckpointManager
+from prime_rl.trainer.packing import pack_samples
+from prime_rl.trainer.report import log_step
+from prime_rl.trainer.scheduler import setup_scheduler
 from prime_rl.trainer.sft.config import SFTConfig
-from prime_rl.utils.config import ConfigError, cli
-from prime_rl.utils.lifecycle import watch_parent
+from prime_rl.trainer.sft.data import setup_dataset
+from prime_rl.trainer.sft.loss import SFT_LOSS
+from prime_rl.trainer.step import check_finite, train_step
+from prime_rl.utils.config import ConfigError
+from prime_rl.utils.device import set_num_threads
+from prime_rl.utils.logger import setup_logger, setup_process_logger
+from prime_rl.utils.metrics import MetricsWriter
 
 
 def setup_inputs(config: SFTConfig):
     """Tokenizer, tokenized data and the resume step; raises ConfigError naming the model, data file or checkpoint."""
-    from prime_rl.trainer.ckpt import resolve_resume_step
-    from prime_rl.trainer.model import setup_tokenizer
-    from prime_rl.trainer.sft.data import setup_dataset
-
     try:
         tokenizer = setup_tokenizer(config.model)
     except OSError as e:
@@ -36,27 +44,12 @@ def setup_inputs(config: SFTConfig):
 
 
 def train(config: SFTConfig) -> None:
-    import torch
-
-    from prime_rl.trainer.model import model_device, setup_model
-    from prime_rl.trainer.optim import setup_optimizer
-    from prime_rl.trainer.outputs import CheckpointManager
-    from prime_rl.trainer.packing import pack_samples
-    from prime_rl.trainer.report import log_step
-    from prime_rl.trainer.scheduler import setup_scheduler
-    from prime_rl.trainer.sft.loss import SFT_LOSS
-    from prime_rl.trainer.step import check_finite, train_step
-    from prime_rl.utils.device import set_num_threads
-    from prime_rl.utils.logger import setup_logger
-    from prime_rl.utils.metrics import MetricsWriter
-
     out = config.output_dir
     logger = setup_logger("sft", config.log.level)  # console only: nothing is written before the inputs check out
     set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
     tokenizer, data, step = setup_inputs(config)
-    if config.log.file:
-        logger = setup_logger("sft", config.log.level, out / "logs" / "sft.log")
+    logger = setup_process_logger("sft", config.log, out)
     logger.info(f"SFT data: {len(data.samples)} conversations, {config.batch_size} per step")
     model = setup_model(config.model)
     optimizer = setup_optimizer(config.optim, model)
@@ -82,19 +75,3 @@ def train(config: SFTConfig) -> None:
         log_step(step - 1, len(samples), micro_batches, result, model_device(model), metrics, logger, extra)
     checkpoints.finish(step)
     logger.info(f"Finished SFT at step {step}")
-
-
-def main(argv: list[str] | None = None) -> None:
-    watch_parent("sft")
-    import sys
-
-    config = cli(SFTConfig, "sft", argv)
-    try:
-        train(config)
-    except ConfigError as e:
-        print(f"sft: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,5 @@
-"""Shared fields of the combined `rl` config: copied into the sub-configs unless set there; contradictions are errors.
+"""Shared fields of a combined config (`rl`; `eval` and the server it starts): copied into the sub-configs unless
+set there; contradictions are errors.
 
 Works on the raw (merged TOML + CLI) dicts before validation, so "set explicitly" means "present in the input".
 """
@@ -9,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from prime_rl.utils.config import ConfigError, _model_types
+from prime_rl.utils.config.base import model_types
+from prime_rl.utils.config.errors import ConfigError
 
 MISSING = object()
 """Returned by `get_dotted` for a key that is not set."""
@@ -51,7 +53,7 @@ def has_field(model: type[BaseModel], dotted: str) -> bool:
         return False
     if not rest:
         return True
-    return any(has_field(sub, rest) for sub in _model_types(field.annotation))
+    return any(has_field(sub, rest) for sub in model_types(field.annotation))
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -62,8 +64,9 @@ def _same(a: Any, b: Any) -> bool:
 def push_down(data: dict, shared: dict[str, list[str]], sections: dict[str, type[BaseModel]]) -> dict:
     """Copies each shared top-level value into every section that has the field and did not set it.
 
-    `shared` maps a dotted key to the sections it applies to. Raises ConfigError when a section sets a different
-    value than the top level, or when two sections set different values and the top level sets none.
+    `shared` maps a dotted key to the sections it applies to; a value set only in sections is also set at the top.
+    Raises ConfigError when a section sets a different value than the top level, or when two sections set different
+    values and the top level sets none.
     """
     data = dict(data)
     for name in sections:
@@ -86,6 +89,7 @@ def push_down(data: dict, shared: dict[str, list[str]], sections: dict[str, type
                 found = ", ".join(f"`{t}.{key}` = {v!r}" for t, v in given.items())
                 raise ConfigError(f"{found} disagree; set the shared `{key}` once at the top level")
             value = next(iter(given.values()))
+            set_dotted(data, key, value)  # the top level shows the value the sections share
         else:
             continue
         for target in targets:

@@ -1,0 +1,119 @@
+"""What `rl` does once its config parsed: checks everything that can fail (model, plug-ins, environments, resume
+step) before the output directory is touched, writes each process's resolved config to `output_dir/configs/`,
+then starts and watches inference, trainer and orchestrator."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from prime_rl.environments import load_environment
+from prime_rl.launcher.config import SECTIONS, RLConfig
+from prime_rl.launcher.preflight import RunLock, check_port_free
+from prime_rl.launcher.resume import pin_resume_step
+from prime_rl.launcher.supervise import supervise
+from prime_rl.orchestrator.advantage import setup_advantage_fn
+from prime_rl.orchestrator.resume import discard_after, rewind_metrics
+from prime_rl.trainer.rl.loss import setup_loss_fn
+from prime_rl.utils.config import ConfigError, config_key
+from prime_rl.utils.config.dump import config_toml
+from prime_rl.utils.fs import atomic_write_text
+
+
+def check_plugins(config: RLConfig) -> None:
+    """Imports the custom loss, the advantage and the (eval) environments now, so a bad import path fails before
+    start, naming its key and the file (or command line) that set it."""
+    with config_key(config, "trainer.loss"):
+        setup_loss_fn(config.trainer.loss)
+    with config_key(config, "orchestrator.advantage"):
+        setup_advantage_fn(config.orchestrator.advantage)
+    for i, env in enumerate(config.orchestrator.env):
+        check_environment(config, f"orchestrator.env[{i}]", env.id, env.args)
+    for i, env in enumerate(config.orchestrator.eval.env if config.orchestrator.eval else []):
+        check_environment(config, f"orchestrator.eval.env[{i}]", env.id, env.args)
+
+
+def check_environment(config: RLConfig, key: str, env_id: str, args: dict) -> None:
+    with config_key(config, key):
+        try:
+            load_environment(env_id, **args)
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise ConfigError(f"`{env_id}`: load_environment failed: {type(e).__name__}: {e}") from e
+
+
+def check_model(config: RLConfig) -> None:
+    """A name that can only be a local path (absolute, relative with a dot, or with 2+ slashes) must exist."""
+    name = config.trainer.model.name
+    looks_local = name.startswith(("/", ".", "~")) or name.count("/") >= 2
+    if looks_local and not Path(name).expanduser().is_dir():
+        where = config.source_of("model.name")
+        raise ConfigError(f"{where}: `model.name` = {name!r} is not a directory (hub ids look like `org/name`)")
+
+
+def render_configs(config: RLConfig) -> dict[str, str]:
+    """`{process: TOML text}`; fails if a value cannot be expressed in TOML."""
+    return {name: config_toml(getattr(config, name), name) for name in SECTIONS}
+
+
+def write_configs(config: RLConfig, configs_dir: Path) -> dict[str, Path]:
+    """Writes `configs/{inference,orchestrator,trainer}.toml`."""
+    paths = {}
+    for name, text in render_configs(config).items():
+        paths[name] = configs_dir / f"{name}.toml"
+        atomic_write_text(paths[name], text)
+    return paths
+
+
+def prepare_output_dir(config: RLConfig) -> Path:
+    """Creates the run directory. A fresh start removes an earlier run's batches and policies (a new run must never
+    read them) and, with `clean`, its metrics and logs."""
+    output_dir = Path(config.orchestrator.output_dir)
+    fresh = config.orchestrator.ckpt.resume_step is None and config.trainer.ckpt.resume_step is None
+    if fresh:
+        for name in ("rollouts", "broadcasts", *(("metrics", "logs") if config.clean else ())):
+            shutil.rmtree(output_dir / name, ignore_errors=True)
+    for name in ("configs", "logs", "metrics"):
+        (output_dir / name).mkdir(parents=True, exist_ok=True)
+    return output_dir
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def python_path(config: RLConfig) -> tuple[str, ...]:
+    """Directories of the TOML files on the command line: modules beside a config are importable by `import_path`
+    (here and in the three processes)."""
+    return tuple(dict.fromkeys(str(path.resolve().parent) for path in config.config_files))
+
+
+def launch(config: RLConfig) -> None:
+    """Checks, prepares the output directory, runs the three processes; exits with `rl`'s code."""
+    paths_on_path = python_path(config)
+    sys.path[:0] = [p for p in paths_on_path if p not in sys.path]
+    # Everything that can fail is checked before the output directory is touched.
+    check_model(config)
+    check_plugins(config)
+    resume_step = pin_resume_step(config)
+    render_configs(config)
+    lock = RunLock(Path(config.orchestrator.output_dir))
+    check_port_free(config.inference.server.host, config.inference.server.port)
+    output_dir = prepare_output_dir(config)
+    paths = write_configs(config, output_dir / "configs")
+    if resume_step is not None:
+        discard_after(output_dir, resume_step)
+        rewind_metrics(output_dir / "metrics", resume_step)
+    # Also when started with SIGINT ignored (e.g. `rl ... &` from a script): Ctrl-C / SIGINT / SIGTERM stop the run,
+    # and so does SIGHUP (the terminal closed).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
+    start = time.monotonic()
+    code = supervise(config, output_dir, paths, paths_on_path, keep_fds=(lock.fd,))
+    outcome = {0: "finished", 130: "interrupted"}.get(code, "failed")
+    print(f"rl: {outcome} after {time.monotonic() - start:.0f}s", file=sys.stderr)
+    raise SystemExit(code)
