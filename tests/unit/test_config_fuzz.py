@@ -47,6 +47,28 @@ CASES = [
     ("type-env", '[orchestrator]\nenv = "reverse-text"\n', [], ["orchestrator.env"]),
     ("type-cli-lr", None, ["--trainer.optim.lr", "x"], ["trainer.optim.lr"]),
     ("type-eval", "[orchestrator]\neval = 3\n", [], ["orchestrator.eval"]),
+    # strict types: no float or bool for an int, no number for a bool
+    ("strict-float-max-steps", "max_steps = 1e3\n", [], ["rl.toml): `max_steps`", "not a float"]),
+    ("strict-float-batch", "[orchestrator]\nbatch_size = 8.0\n", [], ["`orchestrator.batch_size`", "not a float"]),
+    ("strict-bool-seed", "[trainer]\nseed = true\n", [], ["`trainer.seed`", "not a bool"]),
+    ("strict-bool-lr", "[trainer.optim]\nlr = true\n", [], ["`trainer.optim.lr`", "not a bool"]),
+    ("strict-int-clean", "clean = 1\n", [], ["`clean`", "valid boolean"]),
+    ("strict-float-cli", None, ["--max-steps", "1e3"], ["invalid config (command line): `max_steps`"]),
+    (
+        "strict-float-steps-list",
+        '[orchestrator.sampling]\nstop = ["x"]\nmax_tokens = 2.5\n',
+        [],
+        ["orchestrator.sampling.max_tokens"],
+    ),
+    # a value given only on the command line is reported as such, not as the TOML file's
+    (
+        "cli-only-lr",
+        "seq_len = 64\n",
+        ["--trainer.optim.lr", "x"],
+        ["invalid config (command line): `trainer.optim.lr`"],
+    ),
+    ("cli-only-batch", "seq_len = 64\n", ["--orchestrator.batch-size", "0"], ["(command line)", "batch_size"]),
+    ("cli-only-log-level", "seq_len = 64\n", ["--trainer.log.level", "loud"], ["(command line)", "trainer.log.level"]),
     # out-of-range values and contradictions inside one section
     ("range-max-steps", "max_steps = 0\n", [], ["max_steps"]),
     ("range-async", "max_async_level = -1\n", [], ["max_async_level"]),
@@ -86,18 +108,65 @@ CASES = [
     ("toml-duplicate", "max_steps = 1\nmax_steps = 2\n", [], ["rl.toml"]),
     ("toml-bad-string", 'output_dir = "unterminated\n', [], ["rl.toml"]),
     # bad import paths
-    ("import-module", f'{LOSS}import_path = "no_such_module.fn"\n', [], ["no_such_module"]),
-    ("import-attribute", f'{LOSS}import_path = "json.no_such_loss"\n', [], ["json.no_such_loss"]),
-    ("import-shape", f'{LOSS}import_path = "nodots"\n', [], ["nodots"]),
-    ("import-advantage", f'{ADV}import_path = "json.no_such_adv"\n', [], ["json.no_such_adv"]),
+    ("import-module", f'{LOSS}import_path = "no_such_module.fn"\n', [], ["rl.toml: `trainer.loss`", "no_such_module"]),
+    (
+        "import-attribute",
+        f'{LOSS}import_path = "json.no_such_loss"\n',
+        [],
+        ["rl.toml: `trainer.loss`", "json.no_such_loss"],
+    ),
+    ("import-shape", f'{LOSS}import_path = "nodots"\n', [], ["rl.toml: `trainer.loss`", "nodots"]),
+    (
+        "import-advantage",
+        f'{ADV}import_path = "json.no_such_adv"\n',
+        [],
+        ["rl.toml: `orchestrator.advantage`", "no_such_adv"],
+    ),
+    (
+        "import-cli",
+        "seq_len = 64\n",
+        ["--trainer.loss.type", "custom", "--trainer.loss.import-path", "json.nope"],
+        ["command line: `trainer.loss`", "json.nope"],
+    ),
     (
         "import-kwargs",
         f'{LOSS}import_path = "prime_rl.trainer.rl.losses.ppo_clip.ppo_clip_loss"\nkwargs = {{ bogus = 1 }}\n',
         [],
-        ["bogus"],
+        ["rl.toml: `trainer.loss`", "bogus"],
     ),
     # bad environment ids and arguments
-    ("env-id", f'{ENV}id = "no-such-env"\n', [], ["orchestrator.env[0]", "no-such-env"]),
+    ("env-id", f'{ENV}id = "no-such-env"\n', [], ["rl.toml: `orchestrator.env[0]`", "no-such-env"]),
+    ("env-id-second", f'{ENV}id = "reverse-text"\n{ENV}id = "no-such-env"\n', [], ["rl.toml: `orchestrator.env[1]`"]),
+    (
+        "env-args-second",
+        f'{ENV}id = "reverse-text"\n{ENV}id = "one-word"\nargs = {{ bogus = 1 }}\n',
+        [],
+        ["rl.toml: `orchestrator.env[1]`", "bogus"],
+    ),
+    (
+        "env-range-second",
+        f'{ENV}id = "reverse-text"\n{ENV}id = "one-word"\nweight = 0\n',
+        [],
+        ["rl.toml): `orchestrator.env[1].weight`"],
+    ),
+    (
+        "env-unknown-second",
+        f'{ENV}id = "reverse-text"\n{ENV}id = "one-word"\nwieght = 1\n',
+        [],
+        ["unknown key `orchestrator.env[1].wieght`"],
+    ),
+    (
+        "env-type-second",
+        f'{ENV}id = "reverse-text"\n{ENV}id = "one-word"\nargs = 3\n',
+        [],
+        ["`orchestrator.env[1].args`"],
+    ),
+    (
+        "env-duplicate-names",
+        f'{ENV}id = "reverse-text"\n{ENV}id = "reverse-text"\n',
+        [],
+        ["`orchestrator.env`", "must be unique"],
+    ),
     ("env-args", f'{ENV}id = "reverse-text"\nargs = {{ bogus = 1 }}\n', [], ["orchestrator.env[0]", "bogus"]),
     ("eval-env-id", f'{EVAL_ENV}id = "no-such-env"\n', [], ["orchestrator.eval.env[0]", "no-such-env"]),
     ("eval-env-args", f'{EVAL_ENV}id = "reverse-text"\nargs = {{ bogus = 1 }}\n', [], ["eval.env[0]", "bogus"]),
@@ -140,6 +209,19 @@ def test_malformed_config_one_line_error_nothing_touched(
 
 def test_enough_cases():
     assert len(CASES) >= 50
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--trainer.optim.lr", "x"], ["--orchestrator.batch-size", "0"], ["--max-steps", "1e3"]],
+    ids=["lr", "batch-size", "max-steps"],
+)
+def test_cli_only_value_is_not_blamed_on_the_toml(tmp_path, capsys, extra):
+    (tmp_path / "rl.toml").write_text("seq_len = 64\n")
+    with pytest.raises(SystemExit):
+        main(["@", str(tmp_path / "rl.toml"), "--output-dir", str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err
+    assert "(command line)" in err and "rl.toml" not in err
 
 
 def test_bad_environment_variable_names_the_variable(previous_run, monkeypatch, capsys):

@@ -14,7 +14,8 @@ from prime_rl.eval.config import EvalConfig, OnlineEvalConfig
 from prime_rl.eval.evaluate import evaluate, online_eval
 from prime_rl.eval.metrics import group_metrics, k_values, pass_at_k
 from prime_rl.eval.report import results_table
-from prime_rl.eval.server import policy_targets
+from prime_rl.eval.server import policy_targets, server_config, write_server_config
+from prime_rl.inference.config import InferenceConfig
 from prime_rl.utils.config import ConfigError, parse_config
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -181,3 +182,33 @@ def test_results_table():
         "base    | a   | 0.2500 | 0.2500 | 0.5000 | 3.5 |      0.50 |    0.00",
         "step_10 | a   | 0.2500 | 0.2500 | 0.5000 | 3.5 |      0.50 |    0.00",
     ]
+
+
+def test_eval_starts_the_server_of_an_inference_config(tmp_path: Path):
+    run = tmp_path / "run"
+    (run / "weights").mkdir(parents=True)
+    argv = ["--model.name", "m", "--weights-dir", str(run), "--inference.model.dtype", "float32", "--seed", "5"]
+    config = parse_config(EvalConfig, [*argv, "--inference.num-threads", "1"])
+    assert config.own_server and config.inference.model.name == "m" and config.inference.seed == 5
+    assert (config.inference.server.port, config.inference.log.file, config.inference.num_threads) == (0, False, 1)
+    inference = server_config(config, 1234)
+    path = write_server_config(inference, tmp_path / "inference.toml")
+    written = parse_config(InferenceConfig, ["@", str(path)])
+    assert (
+        written.model_dump() == inference.model_dump()
+        and written.output_dir == run.resolve()
+        and written.server.port == 1234
+    )
+    assert written.model.dtype == "float32"
+    kept = server_config(parse_config(EvalConfig, [*argv, "--inference.output-dir", str(tmp_path)]), 1)
+    assert kept.output_dir == tmp_path
+
+
+def test_eval_model_name_is_shared_with_its_server_and_a_running_server_is_used_as_is():
+    with pytest.raises(ConfigError, match=r"`inference.model.name` = 'b' contradicts the shared `model.name` = 'a'"):
+        parse_config(EvalConfig, ["--model.name", "a", "--inference.model.name", "b"])
+    assert parse_config(EvalConfig, ["--inference.model.name", "b"]).model.name == "b"
+    running = parse_config(EvalConfig, ["--client.base-url", "http://h:1/v1"])
+    assert not running.own_server and running.client.base_url == ["http://h:1/v1"]
+    with pytest.raises(ConfigError, match=r"eval uses one server"):
+        parse_config(EvalConfig, ["--client.base-url", '["http://h:1/v1", "http://h:2/v1"]'])

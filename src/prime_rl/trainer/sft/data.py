@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prime_rl.environments import load_environment
 from prime_rl.trainer.sft.config import EnvironmentDataConfig, JSONLDataConfig, SFTDataConfigType
 from prime_rl.transport.types import TrainingSample
 
@@ -73,8 +74,6 @@ def load_jsonl(path: Path) -> list[Conversation]:
 
 def load_environment_data(config: EnvironmentDataConfig) -> list[Conversation]:
     """Prompts of the split, completed by `completion_format`, else `env.reference_completion`, else the answer."""
-    from prime_rl.environments import load_environment
-
     env = load_environment(config.id, **config.args)
     examples = env.dataset() if config.split == "train" else env.eval_dataset()
     if not examples:
