@@ -70,7 +70,7 @@ class EvalConfig(BaseSettingsConfig, EvalRunConfig):
     client: ClientConfig = ClientConfig()
     """The inference server: one already running at `client.base_url`, else the one `eval` starts (`[inference]`).
     A running server's `output_dir` must contain `weights_dir`, or `/update_weights` is refused."""
-    inference: InferenceConfig = InferenceConfig()
+    inference: InferenceConfig = InferenceConfig(server={"port": 0}, log={"file": False})
     """The server `eval` starts without `client.base_url` (port 0: a free one; `output_dir`: the run of
     `weights_dir`; log: `output_dir/eval/inference.log`)."""
     output_dir: Path = Path("outputs")

@@ -3,9 +3,7 @@ torch) is imported; a config error exits 2 and an expected run failure exits 1, 
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import inspect
 import os
 import sys
 import traceback
@@ -49,17 +47,15 @@ def load_target(target: str) -> Callable[..., Any]:
 
 
 def run_cli(prog: str, cls: type[C], target: str | Callable[[C], Any], argv: list[str] | None = None) -> None:
-    """Parses `cls` from argv, then runs `target(config)` (a `"pkg.module:fn"` string or a function; a coroutine is
-    awaited). Exit codes: 0 done, 2 config error (also one raised while setting up), 1 run error, 130 interrupted.
+    """Parses `cls` from argv, then runs `target(config)` (a `"pkg.module:fn"` string or a function).
+    Exit codes: 0 done, 2 config error (also one raised while setting up), 1 run error, 130 interrupted.
     A RunError is one line; any other exception is a bug: its traceback, then one line naming the process.
     Started by `rl`, the process exits once `rl` is gone (`utils/lifecycle.py`)."""
     watch_parent(prog)
     config = cli(cls, prog, argv)
     try:
         run = load_target(target) if isinstance(target, str) else target
-        result = run(config)
-        if inspect.iscoroutine(result):
-            asyncio.run(result)
+        run(config)
     except ConfigError as e:
         _fail(prog, str(e), 2)
     except RunError as e:
