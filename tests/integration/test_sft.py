@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -130,10 +131,13 @@ def test_on_nonfinite_skip_leaves_the_weights_and_counts_the_step(tmp_path, tiny
     assert state["extra"] == {"nonfinite_steps": 1}
 
 
-def test_on_nonfinite_stop_fails_naming_the_step(tmp_path, tiny_model_dir, data_file, nan_at_step_1):
+def test_on_nonfinite_stop_fails_naming_the_step(tmp_path, tiny_model_dir, data_file, nan_at_step_1, capsys):
     out = tmp_path / "run"
-    with pytest.raises(
-        FloatingPointError, match=r'^step 1: non-finite loss nan .*; stopping because on_nonfinite = "stop"'
-    ):
+    with pytest.raises(SystemExit) as exit_info:
         main(sft_args(tiny_model_dir, data_file, out, 3))
+    assert exit_info.value.code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.match(
+        r'^sft: error: FloatingPointError: step 1: non-finite loss nan .*; stopping because on_nonfinite = "stop"', last
+    )
     assert [r["step"] for r in read_metrics(out / "metrics" / "sft.jsonl")] == [0]
