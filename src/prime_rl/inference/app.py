@@ -18,11 +18,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from prime_rl.chat import render_chat
 from prime_rl.inference.engines.base import Engine, EngineError, SamplingParams
 from prime_rl.inference.errors import error_response
 from prime_rl.inference.guard import BodyTooLarge, Guard
 from prime_rl.inference.json_body import decode_json
-from prime_rl.inference.protocol import INT64_MAX, build_response, message_text, parse_request
+from prime_rl.inference.protocol import INT64_MAX, build_response, parse_request
 from prime_rl.inference.streaming import stream_completion
 from prime_rl.inference.weight_paths import resolve_weight_dir, weight_files
 from prime_rl.utils.logger import get_logger
@@ -92,7 +93,7 @@ def create_app(
                 raise EngineError("`tokens` is only accepted by /v1/chat/completions/tokens", "tokens")
             if not req.messages:
                 raise EngineError("`messages` must be a non-empty list", "messages")
-            prompt_ids = await off_loop(_render, tokenizer, req.messages)
+            prompt_ids = await off_loop(_render, tokenizer, req.messages, req.tool_dicts())
         try:
             engine.check(prompt_ids, req.sampling_params())
         except EngineError as e:
@@ -166,14 +167,12 @@ async def _disconnect(request: Request) -> None:
         pass
 
 
-def _render(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
-    """Renders `messages` with the model's chat template (`add_generation_prompt=True`) into token ids."""
-    cleaned = [{**m, "content": message_text(m.get("content"))} for m in messages]
+def _render(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict] | None = None) -> list[int]:
+    """Renders `messages` (and `tools`) with the model's chat template (`add_generation_prompt=True`) into token ids."""
     try:
-        ids = tokenizer.apply_chat_template(cleaned, add_generation_prompt=True, tokenize=True, return_dict=False)
+        return render_chat(tokenizer, messages, tools)
     except Exception as e:
         raise EngineError(f"the chat template cannot render `messages`: {e}", "messages") from None
-    return list(ids)
 
 
 def _parse_update(body: Any, output_root: Path) -> tuple[Path, int]:

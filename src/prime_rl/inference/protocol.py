@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from prime_rl.chat import parse_tool_calls
 from prime_rl.inference.engines.base import EngineError, GenerationResult, SamplingParams
 
 INT64_MAX = 2**63 - 1
@@ -17,7 +18,29 @@ MIN_TEMPERATURE = 1e-3
 MAX_TEMPERATURE = 100.0
 ROLES = ("system", "user", "assistant", "tool")
 
+TOOL_CHOICES = ("auto", "none")
+
 TokenId = Annotated[int, Field(ge=0, le=INT64_MAX)]
+
+
+class ToolFunction(BaseModel):
+    """The `function` of an OpenAI tool: its name, what it does, and a JSON schema of its arguments."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    """One entry of `tools` (only function tools exist)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    type: Literal["function"]
+    function: ToolFunction
 
 
 class ChatCompletionRequest(BaseModel):
@@ -47,6 +70,8 @@ class ChatCompletionRequest(BaseModel):
     return_token_ids: bool = False
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ChatCompletionRequest:
@@ -57,12 +82,22 @@ class ChatCompletionRequest(BaseModel):
             )
         for i, message in enumerate(self.messages or []):
             _check_message(i, message)
+        _check_tools(self.tools or [], self.tool_choice)
         if self.top_logprobs and not self.logprobs:
             raise EngineError("`top_logprobs` requires `logprobs: true`", "top_logprobs")
         limit = self.max_tokens or self.max_completion_tokens
         if limit is not None and self.min_tokens > limit:
             raise EngineError(f"`min_tokens` ({self.min_tokens}) exceeds `max_tokens` ({limit})", "min_tokens")
         return self
+
+    @property
+    def parses_tool_calls(self) -> bool:
+        """Whether `<tool_call>` blocks of the replies become `tool_calls` (tools given, `tool_choice` not "none")."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+    def tool_dicts(self) -> list[dict] | None:
+        """`tools` as plain JSON objects (unset optional fields left out), as chat templates expect them."""
+        return [t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None
 
     def sampling_params(self) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -95,6 +130,42 @@ def _check_message(i: int, message: dict[str, Any]) -> None:
         raise EngineError(
             f"`messages.{i}.content` must be a string or a list of `{{'type': 'text', 'text': ...}}` parts",
             f"messages.{i}.content",
+        )
+    _check_tool_calls(i, role, message.get("tool_calls"))
+
+
+def _check_tool_calls(i: int, role: str, calls: Any) -> None:
+    if calls is None:
+        return
+    where = f"messages.{i}.tool_calls"
+    if role != "assistant":
+        raise EngineError(f"`{where}`: only assistant messages carry tool calls (this one is `{role}`)", where)
+    if not isinstance(calls, list):
+        raise EngineError(f"`{where}` must be a list", where)
+    for j, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        ok = (
+            isinstance(function, dict)
+            and call.get("type", "function") == "function"
+            and isinstance(function.get("name"), str)
+            and isinstance(function.get("arguments"), str | dict)
+        )
+        if not ok:
+            raise EngineError(
+                f"`{where}.{j}` must be `{{'type': 'function', 'function': {{'name': str, 'arguments': str}}}}`",
+                f"{where}.{j}",
+            )
+
+
+def _check_tools(tools: list[Tool], tool_choice: Any) -> None:
+    names = [t.function.name for t in tools]
+    for j, name in enumerate(names):
+        if name in names[:j]:
+            raise EngineError(f"`tools.{j}.function.name`: `{name}` is declared twice", f"tools.{j}.function.name")
+    if tool_choice is not None and tool_choice not in TOOL_CHOICES:
+        raise EngineError(
+            f"`tool_choice` must be `auto` or `none` (got {_shown(tool_choice)}; forcing a call is not supported)",
+            "tool_choice",
         )
 
 
@@ -133,11 +204,17 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else f"{text[:77]}..."
 
 
-def message_text(content: Any) -> Any:
-    """OpenAI content parts (`[{"type": "text", "text": ...}]`) become one string; anything else is kept."""
-    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
-        return "".join(p.get("text", "") for p in content)
-    return content
+def assistant_message(text: str, finish_reason: str, parse_tools: bool) -> tuple[dict, str]:
+    """The choice's `message` and `finish_reason`: with `parse_tools`, well-formed `<tool_call>` blocks become
+    `tool_calls` and a reply that stopped by itself after one finishes with "tool_calls"."""
+    if not parse_tools:
+        return {"role": "assistant", "content": text}, finish_reason
+    content, calls = parse_tool_calls(text)
+    if not calls:
+        return {"role": "assistant", "content": text}, finish_reason
+    return {"role": "assistant", "content": content, "tool_calls": calls}, (
+        "tool_calls" if finish_reason == "stop" else finish_reason
+    )
 
 
 def _logprob_entry(token_text: Callable[[int], str], token_id: int, logprob: float) -> dict:
@@ -163,12 +240,8 @@ def build_response(
                 entry["top_logprobs"] = [_logprob_entry(token_text, i, v) for i, v in tops]
                 content.append(entry)
             logprobs = {"content": content}
-        body = {
-            "index": index,
-            "message": {"role": "assistant", "content": choice.text},
-            "finish_reason": choice.finish_reason,
-            "logprobs": logprobs,
-        }
+        message, finish_reason = assistant_message(choice.text, choice.finish_reason, request.parses_tool_calls)
+        body = {"index": index, "message": message, "finish_reason": finish_reason, "logprobs": logprobs}
         if request.return_token_ids:
             body["token_ids"] = choice.token_ids_T
         choices.append(body)

@@ -2,7 +2,9 @@
 
 Text deltas hold back the last `len(longest stop string) - 1` characters (a stop string may still complete) and an
 incomplete UTF-8 character; the final chunk of each choice carries the rest of its text and its finish reason. A
-last chunk with empty `choices` carries `usage` and `policy_step`, then `data: [DONE]`.
+last chunk with empty `choices` carries `usage` and `policy_step`, then `data: [DONE]`. When tool calls are parsed,
+deltas stop at a `<tool_call>` tag (or what may become one); the final chunk carries the `tool_calls` (each with its
+`index`) and the rest of the content.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from prime_rl.chat.tool_calls import OPEN
 from prime_rl.inference.engines.base import Engine, EngineError
-from prime_rl.inference.protocol import ChatCompletionRequest
+from prime_rl.inference.protocol import ChatCompletionRequest, assistant_message
 
 
 def _event(body: dict) -> str:
@@ -25,6 +28,17 @@ def _event(body: dict) -> str:
 def _entry(token_text: Callable[[int], str], token_id: int, logprob: float) -> dict:
     text = token_text(token_id)
     return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+
+def _before_tool_call(text: str) -> str:
+    """`text` up to its first `<tool_call>` tag, without a tail that may still grow into one."""
+    at = text.find(OPEN)
+    if at >= 0:
+        return text[:at]
+    for k in range(len(OPEN) - 1, 0, -1):
+        if text.endswith(OPEN[:k]):
+            return text[:-k]
+    return text
 
 
 async def stream_completion(
@@ -57,6 +71,8 @@ async def stream_completion(
             if not last:  # the last token's text (maybe cut at a stop string) comes with the final chunk
                 text = tokenizer.decode(ids_N_T[index], skip_special_tokens=True)
                 safe = (text[: len(text) - hold] if hold else text).rstrip("\ufffd")
+                if req.parses_tool_calls:
+                    safe = _before_tool_call(safe)
                 delta = safe[len(sent_N[index]) :] if safe.startswith(sent_N[index]) else ""
                 sent_N[index] += delta
             choice: dict = {"index": index, "delta": {"role": "assistant", "content": delta}, "finish_reason": None}
@@ -78,8 +94,12 @@ async def stream_completion(
         if not task.done():
             task.cancel()
     for index, choice in enumerate(result.choices):
-        rest = choice.text[len(sent_N[index]) :] if choice.text.startswith(sent_N[index]) else ""
-        final = {"index": index, "delta": {"content": rest}, "finish_reason": choice.finish_reason, "logprobs": None}
+        message, finish_reason = assistant_message(choice.text, choice.finish_reason, req.parses_tool_calls)
+        content = message["content"] or ""
+        delta: dict[str, Any] = {"content": content[len(sent_N[index]) :] if content.startswith(sent_N[index]) else ""}
+        if "tool_calls" in message:
+            delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+        final = {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
         yield _event({**head, "choices": [final]})
     completion = sum(len(c.token_ids_T) for c in result.choices)
     usage = {"prompt_tokens": len(prompt_ids), "completion_tokens": completion}
