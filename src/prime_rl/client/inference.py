@@ -56,10 +56,18 @@ class InferenceClient:
     # ---------------------------------------------------------------- sampling
 
     async def chat(
-        self, messages: list[dict], sampling: SamplingConfig, n: int = 1, seed: int | None = None
+        self,
+        messages: list[dict],
+        sampling: SamplingConfig,
+        n: int = 1,
+        seed: int | None = None,
+        tools: list[dict] | None = None,
     ) -> list[Completion]:
-        """Samples `n` completions of the chat `messages` (rendered by the server's chat template)."""
+        """Samples `n` completions of the chat `messages` (rendered by the server's chat template, with the OpenAI
+        `tools` when given: the replies' tool calls come back in `Completion.tool_calls`)."""
         body = {**request_body(self.model, sampling, n, seed), "messages": messages}
+        if tools:
+            body["tools"] = tools
         return await self._sample("/chat/completions", body)
 
     async def chat_tokens(
@@ -69,9 +77,13 @@ class InferenceClient:
         n: int = 1,
         seed: int | None = None,
         messages: list[dict] | None = None,
+        tools: list[dict] | None = None,
     ) -> list[Completion]:
-        """Samples `n` completions continuing exactly `prompt_ids` (`messages` only travel along for logging)."""
+        """Samples `n` completions continuing exactly `prompt_ids` (`messages` only travel along for logging; `tools`,
+        already rendered in the prompt, only make the server parse tool calls)."""
         body = {**request_body(self.model, sampling, n, seed), "messages": messages or [], "tokens": list(prompt_ids)}
+        if tools:
+            body["tools"] = tools
         return await self._sample("/chat/completions/tokens", body)
 
     async def models(self) -> list[str]:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -24,6 +24,8 @@ class Completion:
     logprobs: list[float]
     finish_reason: str
     policy_step: int
+    tool_calls: list[dict] = field(default_factory=list)
+    """OpenAI `tool_calls` the server parsed out of the reply (requests with `tools`); `text` is the rest."""
 
 
 def root_url(base_url: str) -> str:
@@ -51,7 +53,8 @@ def parse_completions(response: httpx.Response, url: str) -> list[Completion]:
             if len(logprobs) != len(ids):
                 raise ValueError(f"{len(ids)} token ids but {len(logprobs)} logprobs")
             text = choice["message"]["content"] or ""
-            out.append(Completion(text, prompt_ids, ids, logprobs, choice["finish_reason"], policy_step))
+            calls = list(choice["message"].get("tool_calls") or [])
+            out.append(Completion(text, prompt_ids, ids, logprobs, choice["finish_reason"], policy_step, calls))
         return out
     except (KeyError, TypeError, ValueError) as e:
         raise InferenceError(f"malformed response from {url}: {type(e).__name__}: {e}") from None

@@ -14,6 +14,8 @@ from prime_rl.environments.base import Environment
 from prime_rl.environments.multi_turn import MultiTurnEnv
 from prime_rl.environments.rubric import RewardError, Rubric
 from prime_rl.environments.single_turn import SingleTurnEnv
+from prime_rl.environments.tool_env import ToolEnv
+from prime_rl.environments.tools import tool_schema
 from prime_rl.environments.types import Example, Rollout, SamplingConfig, Turn
 from prime_rl.utils.config import ConfigError, bind_kwargs
 
@@ -21,6 +23,7 @@ BUILTINS = {
     "reverse-text": "prime_rl.environments.reverse_text",
     "one-word": "prime_rl.environments.one_word",
     "guess-number": "prime_rl.environments.guess_number",
+    "calculator": "prime_rl.environments.calculator",
 }
 
 __all__ = [
@@ -36,8 +39,10 @@ __all__ = [
     "Rubric",
     "SamplingConfig",
     "SingleTurnEnv",
+    "ToolEnv",
     "Turn",
     "load_environment",
+    "tool_schema",
 ]
 
 

@@ -16,6 +16,7 @@ import inspect
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
+from prime_rl.chat import render_chat
 from prime_rl.environments.base import Environment
 from prime_rl.environments.single_turn import completion_turn
 from prime_rl.environments.types import Example, Rollout, SamplingConfig
@@ -25,14 +26,22 @@ if TYPE_CHECKING:
 
 
 def render_env_tokens(
-    tokenizer: Any, messages: list[dict], new_messages: list[dict], completion_ids: list[int]
+    tokenizer: Any,
+    messages: list[dict],
+    new_messages: list[dict],
+    completion_ids: list[int],
+    tools: list[dict] | None = None,
 ) -> list[int] | None:
     """Token ids that follow `completion_ids` when `new_messages` are appended to `messages` (which ends with the
-    assistant reply whose tokens are `completion_ids`), up to and including the next generation prompt.
+    assistant reply whose tokens are `completion_ids`), up to and including the next generation prompt; `tools` are
+    rendered as the server renders them. A reply with `tool_calls` is rendered as the text the model sampled.
     Returns None when the chat template does not render the reply as the model sampled it."""
-    reply_start = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-    upto_reply = tokenizer.apply_chat_template(messages, tokenize=False)
-    full = tokenizer.apply_chat_template(messages + new_messages, tokenize=False, add_generation_prompt=True)
+    if messages[-1].get("tool_calls"):
+        sampled_reply = {"role": "assistant", "content": tokenizer.decode(completion_ids, skip_special_tokens=True)}
+        messages = [*messages[:-1], sampled_reply]
+    reply_start = render_chat(tokenizer, messages[:-1], tools, tokenize=False)
+    upto_reply = render_chat(tokenizer, messages, tools, add_generation_prompt=False, tokenize=False)
+    full = render_chat(tokenizer, messages + new_messages, tools, tokenize=False)
     if not upto_reply.startswith(reply_start) or not full.startswith(upto_reply):
         return None
     sampled = tokenizer.decode(completion_ids, skip_special_tokens=False)
@@ -51,6 +60,8 @@ class MultiTurnEnv(Environment):
     """
 
     max_turns: int = 8
+    tool_schemas: list[dict] | None = None
+    """OpenAI `tools` sent with every request (see `ToolEnv`); None sends none."""
 
     def initial_state(self, example: Example) -> dict:
         """Per-rollout scratch state handed to `env_response` and `is_done`."""
@@ -64,6 +75,10 @@ class MultiTurnEnv(Environment):
     def is_done(self, messages: list[dict], state: dict) -> bool:
         """Whether the episode ended after the last assistant message."""
 
+    def assistant_message(self, completion: Completion) -> dict:
+        """The chat message of a model reply, recorded in the rollout and shown to `env_response` and `is_done`."""
+        return {"role": "assistant", "content": completion.text}
+
     async def _sample(
         self,
         client: InferenceClient,
@@ -72,10 +87,11 @@ class MultiTurnEnv(Environment):
         sampling: SamplingConfig,
         seed: int | None,
     ) -> Completion:
+        tools = {"tools": self.tool_schemas} if self.tool_schemas else {}
         if prompt_ids is None:
-            (completion,) = await client.chat(messages, sampling, n=1, seed=seed)
+            (completion,) = await client.chat(messages, sampling, n=1, seed=seed, **tools)
         else:
-            (completion,) = await client.chat_tokens(prompt_ids, sampling, n=1, seed=seed, messages=messages)
+            (completion,) = await client.chat_tokens(prompt_ids, sampling, n=1, seed=seed, messages=messages, **tools)
         return completion
 
     async def rollout(
@@ -90,7 +106,7 @@ class MultiTurnEnv(Environment):
         for turn_index in range(self.max_turns):
             completion = await self._sample(client, messages, prompt_ids, sampling, seed)
             rollout.turns.append(completion_turn(completion, sampling))
-            reply = {"role": "assistant", "content": completion.text}
+            reply = self.assistant_message(completion)
             messages.append(reply)
             rollout.completion.append(reply)
             if completion.finish_reason == "length":
@@ -101,7 +117,9 @@ class MultiTurnEnv(Environment):
             new_messages = self.env_response(messages, state)
             if inspect.isawaitable(new_messages):
                 new_messages = await new_messages
-            env_ids = render_env_tokens(self.tokenizer, messages, new_messages, completion.completion_ids)
+            env_ids = render_env_tokens(
+                self.tokenizer, messages, new_messages, completion.completion_ids, self.tool_schemas
+            )
             prompt_ids = None if env_ids is None else completion.prompt_ids + completion.completion_ids + env_ids
             messages.extend(new_messages)
             rollout.completion.extend(new_messages)
