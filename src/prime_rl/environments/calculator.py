@@ -2,8 +2,9 @@
 
 Questions are generated from `random.Random(seed)`: two or three integers joined by `+`, `-` or `*`. Reward
 `correct`: 1.0 when the last number of the final reply equals the answer. `tool_use` (weight `tool_weight`,
-default 0): 1.0 when the rollout made at least one call whose result is not an error. `tool_calls` and
-`tool_errors` (weight 0) count calls and error results.
+default 0.2, because SmolLM2-135M-Instruct almost never calls a tool unprompted): 1.0 when the rollout made at least
+one well-formed call. `tool_calls` and `tool_errors` (weight 0) count calls and error results. The prompt shows the
+exact call to write.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from prime_rl.environments.rubric import Rubric
 from prime_rl.environments.tool_env import ToolEnv, tool_calls_made, tool_results
 from prime_rl.environments.types import Example
 
-PROMPT = "What is {question}? Use the calculator tool, then reply with only the number."
+PROMPT = (
+    "What is {question}? Call the calculator by writing exactly "
+    '<tool_call>{{"name": "calculator", "arguments": {{"expression": "{question}"}}}}</tool_call>'
+    " and then reply with only the number."
+)
 MAX_MAGNITUDE = 10**12
 _OPERATORS = {
     ast.Add: operator.add,
@@ -87,7 +92,7 @@ def correct(completion: list[dict], answer: str) -> float:
 
 
 def tool_use(completion: list[dict]) -> float:
-    return float(any(not r.startswith("Error:") for r in tool_results(completion)))
+    return float(bool(tool_calls_made(completion)))
 
 
 def tool_calls(completion: list[dict]) -> float:
@@ -104,7 +109,7 @@ def load_environment(
     seed: int = 0,
     max_operand: int = 99,
     max_turns: int = 3,
-    tool_weight: float = 0.0,
+    tool_weight: float = 0.2,
 ) -> ToolEnv:
     rubric = Rubric([correct, tool_use, tool_calls, tool_errors], [1.0, tool_weight, 0.0, 0.0])
     train = make_examples(num_train_examples, seed, max_operand)
