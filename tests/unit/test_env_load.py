@@ -66,7 +66,9 @@ def test_load_user_file_path(tmp_path):
 
 
 def test_unknown_environment_lists_builtins():
-    with pytest.raises(ConfigError, match=r"`no-such-env` is not a built-in \(reverse-text, one-word, guess-number, calculator\)"):
+    with pytest.raises(
+        ConfigError, match=r"`no-such-env` is not a built-in \(reverse-text, one-word, guess-number, calculator\)"
+    ):
         load_environment("no-such-env")
 
 
