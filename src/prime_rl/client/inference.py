@@ -29,7 +29,8 @@ HEALTH_POLL_SECONDS = 0.5
 
 class InferenceClient:
     """Sampling (`chat`, `chat_tokens`), control (`update_weights`, `reload_weights`) and `health`/`wait_healthy`,
-    `models` of the OpenAI-compatible servers at `base_urls` (ending in `/v1`)."""
+    `models` of the OpenAI-compatible servers at `base_urls` (ending in `/v1`); a `transport` (e.g.
+    `httpx.ASGITransport(app)`) replaces the network, as in the in-process reference loop."""
 
     def __init__(
         self,
@@ -39,6 +40,7 @@ class InferenceClient:
         timeout: float = 600.0,
         retry_policy: RetryPolicy | None = None,
         remember_unreachable: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
     ):
         if not base_urls:
             raise ValueError("InferenceClient needs at least one base URL")
@@ -50,7 +52,7 @@ class InferenceClient:
         self.unreachable: InferenceUnreachable | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        self._http = httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits, transport=transport)
         self._next = itertools.cycle(range(len(self.base_urls)))
 
     # ---------------------------------------------------------------- sampling

@@ -92,6 +92,11 @@ class HFEngine(Engine):
 
     async def update_weights(self, weight_dir: Path, step: int) -> None:
         tensors = await asyncio.to_thread(read_weight_dir, weight_dir, self.runner.model)
+        await self.load_weights(tensors, step)
+
+    async def load_weights(self, tensors: dict[str, Tensor], step: int) -> None:
+        """Copies canonical-name tensors into the served model in place, between two engine steps, as policy `step`
+        (`update_weights` after reading a directory; the in-process reference loop hands the trainer's tensors)."""
         await self._run_command(lambda: self._apply(tensors, step))
 
     async def reload_weights(self) -> None:
