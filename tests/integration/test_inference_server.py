@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 from prime_rl.inference.config import InferenceConfig
+from prime_rl.inference.engines.base import SamplingParams
 from prime_rl.inference.server import setup_app, setup_engine
 
 MESSAGES = [{"role": "user", "content": "Reverse the word 'prime'."}]
@@ -173,6 +175,32 @@ def test_n_choices_share_one_prefill_and_seed_reproduces(server: Server):
     again = server.chat(n=4, max_tokens=5, seed=7, return_token_ids=True)
     assert [c["token_ids"] for c in again["choices"]] == [c["token_ids"] for c in body["choices"]]
     assert body["usage"]["completion_tokens"] == 20
+
+
+def test_batched_request_keeps_its_tokens_and_its_logprobs_to_1e_5(server: Server):
+    """A seeded request batched with a longer one (its prompt padded in the shared prefill) samples the same tokens as
+    alone; its logprobs may differ in the last bit, which is why the reference loop's test runs one group at a time
+    (docs/async.md)."""
+    tokenizer = server.engine.tokenizer
+    short, long = ([{"role": "user", "content": text}] for text in ("Hi.", "What is the largest planet we know of?"))
+    short_ids, long_ids = (
+        tokenizer.apply_chat_template(m, add_generation_prompt=True, return_dict=False) for m in (short, long)
+    )
+    params = SamplingParams(n=4, max_tokens=12, seed=5)
+
+    async def alone_then_batched():
+        alone = await server.engine.generate(short_ids, params)
+        before = server.engine.stats["prefill_forwards"]
+        batched = await asyncio.gather(
+            server.engine.generate(short_ids, params), server.engine.generate(long_ids, params)
+        )
+        assert server.engine.stats["prefill_forwards"] == before + 1  # one shared prefill
+        return alone, batched[0]
+
+    alone, batched = asyncio.run(alone_then_batched())
+    assert [c.token_ids_T for c in batched.choices] == [c.token_ids_T for c in alone.choices]
+    for a, b in zip(alone.choices, batched.choices, strict=True):
+        assert b.logprobs_T == pytest.approx(a.logprobs_T, abs=1e-5)
 
 
 def test_min_tokens_and_max_tokens_bound_the_length(server: Server):
