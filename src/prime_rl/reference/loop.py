@@ -36,7 +36,8 @@ from prime_rl.utils.device import set_num_threads
 
 @dataclass
 class ReferenceRun:
-    """What the loop produced: the trained model (policy `max_steps`) and, per step, the batch digest and loss."""
+    """What the loop produced: the trained model (policy `max_steps`) and, per step, the batch digest, the mean reward
+    (`reward/mean` of `metrics/orchestrator.jsonl`) and the loss."""
 
     model: PreTrainedModel
     digests: list[str] = field(default_factory=list)
@@ -45,6 +46,7 @@ class ReferenceRun:
 
 
 async def run_reference(config: RLConfig) -> ReferenceRun:
+    """The orchestrator's and the trainer's set-up, then per step: examples, groups, batch, train step, new weights."""
     orch, trainer = config.orchestrator, config.trainer
     engine = setup_engine(config.inference)  # policy 0: the base model, like the server after `/reload_weights`
     app = setup_app(config.inference, engine)
