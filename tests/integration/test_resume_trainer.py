@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from transformers import AutoConfig
 
-from prime_rl.orchestrator.resume import batch_digest
 from prime_rl.trainer.rl.config import DataConfig, RLTrainerConfig
 from prime_rl.trainer.rl.data import FakeDataLoader
 from prime_rl.trainer.rl.train import train
+from prime_rl.transport.types import batch_digest
 from prime_rl.utils.config import parse_config
 from prime_rl.utils.metrics import read_metrics
 

@@ -6,10 +6,10 @@ import json
 import pytest
 
 from prime_rl.launcher.config import RLConfig
-from prime_rl.launcher.resume import latest_resumable, pin_resume_step, resolve_resume
-from prime_rl.orchestrator.ckpt import complete_ckpt_steps, is_ckpt_step, save_ckpt
-from prime_rl.orchestrator.resume import DISCARDED, batch_digest, discard_after, rewind_metrics
-from prime_rl.transport.types import TrainingBatch, TrainingSample
+from prime_rl.launcher.resume import latest_resumable, pin_resume_step
+from prime_rl.orchestrator.ckpt import is_ckpt_step, save_ckpt
+from prime_rl.run_dir import ResumeError, RunDir
+from prime_rl.transport.types import TrainingBatch, TrainingSample, batch_digest
 from prime_rl.utils.config import ConfigError
 from prime_rl.utils.fs import stable_dir
 
@@ -25,14 +25,18 @@ def test_resolve_follows_the_trainer_and_needs_the_orchestrator(tmp_path):
     _trainer_ckpt(tmp_path, 2)
     _trainer_ckpt(tmp_path, 4)
     (tmp_path / "checkpoints/step_5/trainer").mkdir(parents=True)  # killed mid-write: no STABLE
-    assert resolve_resume(tmp_path, -1) == 4 == latest_resumable(tmp_path)
-    assert resolve_resume(tmp_path, 2) == 2
-    with pytest.raises(ConfigError, match=r"`ckpt.resume_step` = 6: no complete trainer checkpoint .*\[2, 4\]"):
-        resolve_resume(tmp_path, 6)
+    run = RunDir(tmp_path)
+    assert run.resume_step(-1) == 4 == latest_resumable(tmp_path)
+    assert run.resume_step(2) == 2
+    with pytest.raises(ResumeError, match=r"`ckpt.resume_step` = 6: no complete trainer checkpoint .*\[2, 4\]"):
+        run.resume_step(6)
     _trainer_ckpt(tmp_path, 8)
-    with pytest.raises(ConfigError, match=r"no complete orchestrator checkpoint .*step_8/orchestrator"):
-        resolve_resume(tmp_path, -1)
+    with pytest.raises(ResumeError, match=r"no complete orchestrator checkpoint .*step_8/orchestrator"):
+        run.resume_step(-1)
     assert latest_resumable(tmp_path / "empty") is None
+    config = RLConfig(output_dir=tmp_path, ckpt={"resume_step": 6})
+    with pytest.raises(ConfigError, match=r"`ckpt.resume_step` = 6: no complete trainer checkpoint"):
+        pin_resume_step(config)
 
 
 def test_pin_resume_step_writes_the_resolved_step_into_both(tmp_path):
@@ -48,10 +52,10 @@ def test_discard_after_removes_the_lost_part_of_the_run(tmp_path):
     for kind, steps in (("rollouts", range(6)), ("broadcasts", range(1, 7)), ("checkpoints", (2, 4, 6))):
         for step in steps:
             (tmp_path / kind / f"step_{step}").mkdir(parents=True)
-    (tmp_path / "rollouts" / ".step_7.tmp-abc").mkdir()  # a writer's temp dir is not a step dir
-    deleted = discard_after(tmp_path, 4)
+    (tmp_path / "rollouts" / ".step_7.tmp-0123abcd").mkdir()  # a writer's temp dir is not a step dir
+    deleted = RunDir(tmp_path).discard_after(4)
     assert sorted(p.name for p in (tmp_path / "rollouts").iterdir()) == [
-        ".step_7.tmp-abc",
+        ".step_7.tmp-0123abcd",
         *(f"step_{s}" for s in range(4)),
     ]
     assert sorted(p.name for p in (tmp_path / "broadcasts").iterdir()) == [f"step_{s}" for s in range(1, 5)]
@@ -60,14 +64,14 @@ def test_discard_after_removes_the_lost_part_of_the_run(tmp_path):
 
 
 def test_rewind_metrics_moves_later_records_and_drops_a_torn_line(tmp_path):
-    (tmp_path / "trainer.jsonl").write_text(
-        "".join(json.dumps({"step": s, "loss": s}) + "\n" for s in range(5)) + '{"st'
-    )
-    (tmp_path / "orchestrator.jsonl").write_text('{"step": 0}\n{"step": 1}\n')
-    assert rewind_metrics(tmp_path, 3) == 2
-    assert [json.loads(x)["step"] for x in (tmp_path / "trainer.jsonl").read_text().splitlines()] == [0, 1, 2]
-    assert (tmp_path / "orchestrator.jsonl").read_text() == '{"step": 0}\n{"step": 1}\n'
-    discarded = [json.loads(x) for x in (tmp_path / DISCARDED).read_text().splitlines()]
+    run = RunDir(tmp_path)
+    run.metrics_dir.mkdir()
+    run.metrics("trainer").write_text("".join(json.dumps({"step": s, "loss": s}) + "\n" for s in range(5)) + '{"st')
+    run.metrics("orchestrator").write_text('{"step": 0}\n{"step": 1}\n')
+    assert run.rewind_metrics(3) == 2
+    assert [json.loads(x)["step"] for x in run.metrics("trainer").read_text().splitlines()] == [0, 1, 2]
+    assert run.metrics("orchestrator").read_text() == '{"step": 0}\n{"step": 1}\n'
+    discarded = [json.loads(x) for x in (tmp_path / "metrics" / "discarded.jsonl").read_text().splitlines()]
     assert discarded == [{"file": "trainer.jsonl", "resumed_from": 3, "step": s, "loss": s} for s in (3, 4)]
 
 
@@ -75,10 +79,10 @@ def test_keep_last_never_prunes_what_the_trainer_may_resume_from(tmp_path):
     _trainer_ckpt(tmp_path, 1)
     for step in (1, 2, 3, 4):  # the orchestrator runs ahead of the trainer's latest checkpoint (1)
         save_ckpt(tmp_path, step, {}, keep_last=1)
-    assert complete_ckpt_steps(tmp_path) == [1, 2, 3, 4]
+    assert RunDir(tmp_path).checkpoint_steps("orchestrator") == [1, 2, 3, 4]
     _trainer_ckpt(tmp_path, 3)
     save_ckpt(tmp_path, 5, {}, keep_last=1)
-    assert complete_ckpt_steps(tmp_path) == [3, 4, 5]
+    assert RunDir(tmp_path).checkpoint_steps("orchestrator") == [3, 4, 5]
 
 
 def test_checkpoint_steps():

@@ -12,11 +12,12 @@ def test_required_policy():
 
 
 def test_next_policy_loads_newest_stable_or_keeps():
-    assert next_policy(step=3, max_async_level=1, loaded=1, latest_stable=3) == 3
-    assert next_policy(step=3, max_async_level=1, loaded=2, latest_stable=2) is None
-    assert next_policy(step=0, max_async_level=0, loaded=0, latest_stable=None) is None
-    with pytest.raises(ValueError, match=r"step 3 needs policy >= 2, newest available is 1"):
-        next_policy(step=3, max_async_level=1, loaded=1, latest_stable=1)
+    assert next_policy(required_policy(3, 1), loaded=1, latest_stable=3) == 3
+    assert next_policy(required_policy(3, 1), loaded=2, latest_stable=2) is None
+    assert next_policy(required_policy(0, 0), loaded=0, latest_stable=None) is None
+    assert next_policy(required_policy(0, 0), loaded=-1, latest_stable=None) == 0  # after a resume: reload the base
+    with pytest.raises(ValueError, match=r"needs policy >= 2, newest available is 1"):
+        next_policy(required_policy(3, 1), loaded=1, latest_stable=1)
 
 
 def _stable(root, step):

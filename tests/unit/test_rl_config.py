@@ -10,6 +10,7 @@ from prime_rl.launcher.launch import write_configs
 from prime_rl.launcher.processes import ProcessSpec, tail
 from prime_rl.launcher.progress import JsonlTail, Progress, format_eta
 from prime_rl.orchestrator.config import OrchestratorConfig
+from prime_rl.run_dir import RunDir
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.utils.config import ConfigError, parse_config
 
@@ -128,9 +129,11 @@ def test_tail_and_jsonl_tail_read_only_complete_lines(tmp_path):
 
 
 def test_progress_line(tmp_path):
-    (tmp_path / "orchestrator.jsonl").write_text('{"step": 1, "reward/mean": 0.25}\n')
-    (tmp_path / "trainer.jsonl").write_text('{"step": 0, "loss": 0.5}\n')
-    progress = Progress(tmp_path, max_steps=4)
+    run = RunDir(tmp_path)
+    run.metrics_dir.mkdir()
+    run.metrics("orchestrator").write_text('{"step": 1, "reward/mean": 0.25}\n')
+    run.metrics("trainer").write_text('{"step": 0, "loss": 0.5}\n')
+    progress = Progress(run, max_steps=4)
     assert progress.update()
     line = progress.line()
     assert "trained 1/4" in line and "rollouts step 1" in line and "reward 0.2500" in line and "loss 0.5" in line

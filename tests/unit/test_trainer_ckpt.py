@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prime_rl.trainer.ckpt import (
-    checkpoint_dir,
-    checkpoint_steps,
-    load_checkpoint,
-    prune_checkpoints,
-    resolve_resume_step,
-    save_checkpoint,
-)
+from prime_rl.run_dir import ResumeError, RunDir
+from prime_rl.trainer.ckpt import load_checkpoint, save_checkpoint
 
 
 class Tied(torch.nn.Module):
@@ -55,21 +49,22 @@ def test_round_trip_restores_everything(tmp_path):
 
 def test_incomplete_checkpoints_are_ignored_and_pruned(tmp_path):
     model, optimizer, scheduler = setup(0)
+    run = RunDir(tmp_path)
     for step in (2, 4, 6):
         save_checkpoint(tmp_path, step, model, optimizer, scheduler)
-    (checkpoint_dir(tmp_path, 8)).mkdir(parents=True)  # killed before STABLE
+    run.checkpoint(8, "trainer").mkdir(parents=True)  # killed before STABLE
     (tmp_path / "checkpoints" / "step_4" / "orchestrator").mkdir()
-    assert checkpoint_steps(tmp_path) == [2, 4, 6]
-    assert resolve_resume_step(tmp_path, -1) == 6
+    assert run.checkpoint_steps("trainer") == [2, 4, 6]
+    assert run.resume_step(-1, ("trainer",)) == 6
 
-    prune_checkpoints(tmp_path, keep_last=1)
-    assert checkpoint_steps(tmp_path) == [6]
+    run.prune_checkpoints("trainer", keep=1)
+    assert run.checkpoint_steps("trainer") == [6]
     assert not (tmp_path / "checkpoints" / "step_2").exists()
     assert (tmp_path / "checkpoints" / "step_4" / "orchestrator").is_dir()  # the orchestrator's part is not ours
 
     with pytest.raises(
-        FileNotFoundError, match=r"ckpt.resume_step = 4: no complete checkpoint .* \(available: \[6\]\)"
+        ResumeError, match=r"ckpt.resume_step` = 4: no complete trainer checkpoint .* \(complete: \[6\]\)"
     ):
-        resolve_resume_step(tmp_path, 4)
-    with pytest.raises(FileNotFoundError, match=r"ckpt\.resume_step = -1 but no complete checkpoint"):
-        resolve_resume_step(tmp_path / "empty", -1)
+        run.resume_step(4, ("trainer",))
+    with pytest.raises(FileNotFoundError, match=r"ckpt\.resume_step` = -1 but .* holds no complete trainer checkpoint"):
+        RunDir(tmp_path / "empty").resume_step(-1, ("trainer",))

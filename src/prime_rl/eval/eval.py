@@ -14,6 +14,7 @@ from prime_rl.eval.config import EvalConfig
 from prime_rl.eval.evaluate import eval_examples, evaluate, example_limits, load_eval_environments
 from prime_rl.eval.report import results_document, results_table, write_results
 from prime_rl.eval.server import inference_server, load_policy, policy_targets, setup_client
+from prime_rl.run_dir import RunDir
 from prime_rl.utils.config import ConfigError, RunError, config_key
 from prime_rl.utils.logger import get_logger, setup_process_logger
 from prime_rl.utils.models import resolve_model_path
@@ -81,7 +82,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     except (InferenceError, TimeoutError) as e:
         raise RunError(str(e)) from e
     document = results_document(config, results)
-    path = write_results(config.output_dir / "eval" / "results.json", document)
+    path = write_results(RunDir(config.output_dir).eval_results, document)
     print(results_table(results, list(envs), config.rollouts_per_example))
     logger.info(f"results written to {path}")
     return document

@@ -13,14 +13,15 @@ from prime_rl.eval.config import EvalConfig
 from prime_rl.inference.config import InferenceConfig
 from prime_rl.launcher.processes import Child, ProcessSpec, tail
 from prime_rl.launcher.supervise import wait_healthy
+from prime_rl.run_dir import RunDir, step_dirs
 from prime_rl.utils.config import ConfigError, RunError
 from prime_rl.utils.config.dump import config_toml
-from prime_rl.utils.fs import atomic_write_text, step_dirs
+from prime_rl.utils.fs import atomic_write_text
 
 
 def weights_root(weights_dir: Path) -> Path:
     """`weights_dir` itself when it is a `weights/` directory, else `weights_dir/weights`."""
-    return weights_dir if weights_dir.name == "weights" else weights_dir / "weights"
+    return weights_dir if weights_dir == RunDir(weights_dir.parent).weights else RunDir(weights_dir).weights
 
 
 def policy_targets(config: EvalConfig) -> list[tuple[str, Path | None]]:
@@ -80,9 +81,9 @@ def inference_server(config: EvalConfig) -> Iterator[str]:
         yield config.client.base_url[0].rstrip("/")  # the client waits for its health
         return
     inference = server_config(config, config.inference.server.port or free_port())
-    eval_dir = config.output_dir / "eval"
-    path = write_server_config(inference, eval_dir / "inference.toml")
-    spec = ProcessSpec("inference", "prime_rl.inference.cli", path, eval_dir / "inference.log", inference.num_threads)
+    run = RunDir(config.output_dir)
+    path = write_server_config(inference, run.eval_server(".toml"))
+    spec = ProcessSpec("inference", "prime_rl.inference.cli", path, run.eval_server(".log"), inference.num_threads)
     child = Child(spec)
     try:
         base_url = f"http://127.0.0.1:{inference.server.port}/v1"

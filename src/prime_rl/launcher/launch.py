@@ -4,7 +4,6 @@ then starts and watches inference, trainer and orchestrator."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import sys
 import time
@@ -16,7 +15,7 @@ from prime_rl.launcher.preflight import RunLock, check_port_free
 from prime_rl.launcher.resume import pin_resume_step
 from prime_rl.launcher.supervise import supervise
 from prime_rl.orchestrator.advantage import setup_advantage_fn
-from prime_rl.orchestrator.resume import discard_after, rewind_metrics
+from prime_rl.run_dir import RunDir
 from prime_rl.trainer.rl.loss import setup_loss_fn
 from prime_rl.utils.config import ConfigError, config_key
 from prime_rl.utils.config.dump import config_toml
@@ -60,26 +59,29 @@ def render_configs(config: RLConfig) -> dict[str, str]:
     return {name: config_toml(getattr(config, name), name) for name in SECTIONS}
 
 
-def write_configs(config: RLConfig, configs_dir: Path) -> dict[str, Path]:
-    """Writes `configs/{inference,orchestrator,trainer}.toml`."""
+def write_configs(config: RLConfig, output_dir: Path) -> dict[str, Path]:
+    """Writes `configs/{inference,orchestrator,trainer}.toml` under `output_dir`."""
     paths = {}
     for name, text in render_configs(config).items():
-        paths[name] = configs_dir / f"{name}.toml"
+        paths[name] = RunDir(output_dir).config(name)
         atomic_write_text(paths[name], text)
     return paths
 
 
-def prepare_output_dir(config: RLConfig) -> Path:
-    """Creates the run directory. A fresh start removes an earlier run's batches and policies (a new run must never
-    read them) and, with `clean`, its metrics and logs."""
-    output_dir = Path(config.orchestrator.output_dir)
-    fresh = config.orchestrator.ckpt.resume_step is None and config.trainer.ckpt.resume_step is None
-    if fresh:
-        for name in ("rollouts", "broadcasts", *(("metrics", "logs") if config.clean else ())):
-            shutil.rmtree(output_dir / name, ignore_errors=True)
-    for name in ("configs", "logs", "metrics"):
-        (output_dir / name).mkdir(parents=True, exist_ok=True)
-    return output_dir
+def prepare_output_dir(config: RLConfig, resume_step: int | None = None) -> Path:
+    """Creates the run directory and applies the rules of `run_dir.py` while no process runs: a fresh start removes
+    an earlier run's batches and policies (with `clean`, its metrics and logs); a resume from `resume_step` discards
+    what the lost part of the run produced; both remove the temporary files of killed writers."""
+    run = RunDir(config.orchestrator.output_dir)
+    if config.orchestrator.ckpt.resume_step is None and config.trainer.ckpt.resume_step is None:
+        run.clear_for_fresh_start(config.clean)
+    elif resume_step is not None:
+        run.discard_after(resume_step)
+        run.rewind_metrics(resume_step)
+    run.remove_temp()
+    for path in (run.configs, run.logs, run.metrics_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    return run.root
 
 
 def _raise_interrupt(signum, frame):
@@ -103,11 +105,8 @@ def launch(config: RLConfig) -> None:
     render_configs(config)
     lock = RunLock(Path(config.orchestrator.output_dir))
     check_port_free(config.inference.server.host, config.inference.server.port)
-    output_dir = prepare_output_dir(config)
-    paths = write_configs(config, output_dir / "configs")
-    if resume_step is not None:
-        discard_after(output_dir, resume_step)
-        rewind_metrics(output_dir / "metrics", resume_step)
+    output_dir = prepare_output_dir(config, resume_step)
+    paths = write_configs(config, output_dir)
     # Also when started with SIGINT ignored (e.g. `rl ... &` from a script): Ctrl-C / SIGINT / SIGTERM stop the run,
     # and so does SIGHUP (the terminal closed).
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -9,17 +9,16 @@ import os
 import socket
 from pathlib import Path
 
+from prime_rl.run_dir import RunDir
 from prime_rl.utils.config import ConfigError
 from prime_rl.utils.lifecycle import alive
-
-LOCK_NAME = "rl.lock"
 
 
 class RunLock:
     """The exclusive lock on `output_dir/rl.lock`; children that inherit `fd` hold it as long as they live."""
 
     def __init__(self, output_dir: Path):
-        self.path = Path(output_dir) / LOCK_NAME
+        self.path = RunDir(output_dir).lock
         make_output_dir(Path(output_dir))
         try:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from prime_rl.run_dir import RunDir
+
 
 class JsonlTail:
     """Reads the complete lines appended to a JSONL file since the last call."""
@@ -35,9 +37,9 @@ def format_eta(seconds: float | None) -> str:
 class Progress:
     """Tracks the newest orchestrator and trainer metrics; `line()` renders them."""
 
-    def __init__(self, metrics_dir: Path, max_steps: int):
-        self.orchestrator = JsonlTail(metrics_dir / "orchestrator.jsonl")
-        self.trainer = JsonlTail(metrics_dir / "trainer.jsonl")
+    def __init__(self, run: RunDir, max_steps: int):
+        self.orchestrator = JsonlTail(run.metrics("orchestrator"))
+        self.trainer = JsonlTail(run.metrics("trainer"))
         self.max_steps = max_steps
         self.reward: float | None = None
         self.rollout_step: int | None = None

@@ -15,6 +15,7 @@ from prime_rl.launcher.config import RLConfig
 from prime_rl.launcher.processes import Child, ProcessSpec, stop_all, tail
 from prime_rl.launcher.progress import Progress, show
 from prime_rl.launcher.resume import latest_resumable
+from prime_rl.run_dir import RunDir
 from prime_rl.utils.logger import get_logger, setup_logger
 
 MODULES = {
@@ -29,9 +30,9 @@ def process_specs(
     config: RLConfig, output_dir: Path, paths: dict[str, Path], python_path: tuple[str, ...] = ()
 ) -> dict[str, ProcessSpec]:
     threads = {"inference": config.inference.num_threads, "trainer": config.trainer.num_threads, "orchestrator": 1}
-    logs = output_dir / "logs"
+    run = RunDir(output_dir)
     return {
-        name: ProcessSpec(name, MODULES[name], paths[name], logs / f"{name}.log", threads[name], python_path)
+        name: ProcessSpec(name, MODULES[name], paths[name], run.log(name), threads[name], python_path)
         for name in MODULES
     }
 
@@ -116,7 +117,7 @@ def supervise(
 ) -> int:
     """Starts inference and trainer, then (inference healthy) the orchestrator; returns the exit code of `rl`.
     Every child inherits `keep_fds` (the run directory's lock)."""
-    logger = setup_logger("rl", "INFO", output_dir / "logs" / "rl.log")
+    logger = setup_logger("rl", "INFO", RunDir(output_dir).log("rl"))
     specs = process_specs(config, output_dir, paths, python_path)
     live = sys.stdout.isatty()
     children: list[Child] = []
@@ -131,7 +132,7 @@ def supervise(
             return 1
         children.append(Child(specs["orchestrator"], keep_fds=keep_fds))
         logger.info("inference healthy; started orchestrator (pid %d)", children[-1].popen.pid)
-        failed, code = watch(children, Progress(output_dir / "metrics", config.trainer.max_steps or 0), live)
+        failed, code = watch(children, Progress(RunDir(output_dir), config.trainer.max_steps or 0), live)
         if live:
             print()
         if failed is not None:

@@ -11,6 +11,7 @@ from prime_rl.environments.base import Environment
 from prime_rl.eval.evaluate import load_eval_environments, online_eval
 from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.orchestrator.scheduler import PolicyScheduler
+from prime_rl.run_dir import RunDir
 from prime_rl.utils.logger import get_logger
 from prime_rl.utils.metrics import MetricsWriter, read_metrics
 
@@ -32,12 +33,12 @@ def log_eval(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -
     """An own record in `metrics/orchestrator.jsonl` (same `step` as the batch it followed) and a console line."""
     avg = " | ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items() if "/avg@" in k)
     get_logger("orchestrator").info("Eval after step %d (policy %d) | %s", step, metrics["eval/policy"], avg)
-    MetricsWriter(config.output_dir / "metrics" / "orchestrator.jsonl").write(step, metrics)
+    MetricsWriter(RunDir(config.output_dir).metrics("orchestrator")).write(step, metrics)
 
 
 def final_eval_logged(config: OrchestratorConfig) -> bool:
     """Whether `metrics/orchestrator.jsonl` holds the evaluation of the final policy (`max_steps`)."""
-    path = config.output_dir / "metrics" / "orchestrator.jsonl"
+    path = RunDir(config.output_dir).metrics("orchestrator")
     return path.is_file() and any(r.get("eval/policy") == config.max_steps for r in read_metrics(path))
 
 

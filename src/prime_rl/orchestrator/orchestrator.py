@@ -24,10 +24,11 @@ from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.orchestrator.evaluation import eval_due, final_eval_logged, log_eval, run_eval, setup_eval_environments
 from prime_rl.orchestrator.generate import Generation, ScoreTimer, generate_groups
 from prime_rl.orchestrator.metrics import batch_metrics, format_line, reward_metrics, rollout_metrics
-from prime_rl.orchestrator.resume import batch_digest, discard_after, rewind_metrics
 from prime_rl.orchestrator.scheduler import PolicyScheduler, UpdateFn
+from prime_rl.run_dir import RunDir
 from prime_rl.transport.base import BatchSender
 from prime_rl.transport.filesystem import FileSystemSender
+from prime_rl.transport.types import batch_digest
 from prime_rl.utils.config import RunError, config_key
 from prime_rl.utils.logger import get_logger, setup_process_logger
 from prime_rl.utils.metrics import MetricsWriter
@@ -51,7 +52,7 @@ def setup_buffer(config: OrchestratorConfig, envs: dict[str, Environment]) -> Ex
 
 def log_step(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -> None:
     get_logger("orchestrator").info(format_line(step, config.max_steps, metrics))
-    MetricsWriter(config.output_dir / "metrics" / "orchestrator.jsonl").write(step, metrics)
+    MetricsWriter(RunDir(config.output_dir).metrics("orchestrator")).write(step, metrics)
 
 
 def write_batch(config: OrchestratorConfig, step: int, generation: Generation, sender: BatchSender) -> dict[str, Any]:
@@ -96,15 +97,16 @@ def setup_client(config: OrchestratorConfig) -> InferenceClient:
 async def start_or_resume(config: OrchestratorConfig, buffer: ExampleBuffer, client: InferenceClient) -> int:
     """The first step to produce. Fresh: an earlier run's rollouts and broadcasts are removed and the server reloads
     the base model. Resume from S: the buffer state of the checkpoint; the files of the lost part of the run are
-    discarded (`resume.py`)."""
-    start_step = ckpt.resolve_resume_step(config.output_dir, config.ckpt.resume_step)
+    discarded (`run_dir.py`: a no-op under `rl`, which did it before starting any process)."""
+    run = RunDir(config.output_dir)
+    start_step = run.resume_step(config.ckpt.resume_step, ("orchestrator",))
     if start_step is None:
-        discard_after(config.output_dir, 0, checkpoints=False)  # an earlier run's batches and policies
+        run.discard_after(0, checkpoints=False)  # an earlier run's batches and policies
         await client.reload_weights()
         return 0
     buffer.load_state_dict(ckpt.load_ckpt(config.output_dir, start_step)["buffer"])
-    stale = discard_after(config.output_dir, start_step)
-    rewind_metrics(config.output_dir / "metrics", start_step, ("orchestrator.jsonl",))
+    stale = run.discard_after(start_step)
+    run.rewind_metrics(start_step, ("orchestrator",))
     get_logger("orchestrator").info(
         "resuming from orchestrator checkpoint of step %d (discarded %d stale step directories)",
         start_step,

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from prime_rl.utils.fs import latest_step
+from prime_rl.run_dir import RunDir
 from prime_rl.utils.logger import get_logger
 
 
@@ -20,20 +20,15 @@ def required_policy(step: int, max_async_level: int) -> int:
     return max(step - max_async_level, 0)
 
 
-def next_policy(step: int, max_async_level: int, loaded: int, latest_stable: int | None) -> int | None:
-    """The policy to load before generating `step` (the newest stable one), or None to keep `loaded`.
+def next_policy(needed: int, loaded: int, latest_stable: int | None) -> int | None:
+    """The policy to load so that one >= `needed` serves (the newest stable one), or None to keep `loaded`.
 
-    Raises ValueError when the required policy is not stable yet; callers wait and ask again.
+    Raises ValueError when no policy >= `needed` is available yet; callers wait and ask again.
     """
-    needed = required_policy(step, max_async_level)
     newest = max(loaded, latest_stable or 0)
     if newest < needed:
-        raise ValueError(f"step {step} needs policy >= {needed}, newest available is {newest}")
+        raise ValueError(f"needs policy >= {needed}, newest available is {newest}")
     return newest if newest > loaded else None
-
-
-def broadcast_dir(output_dir: Path, step: int) -> Path:
-    return Path(output_dir) / "broadcasts" / f"step_{step}"
 
 
 UpdateFn = Callable[[Path, int], Awaitable[None]]
@@ -52,15 +47,12 @@ class PolicyScheduler:
         poll_interval: float = 0.1,
         timeout: float = 3600.0,
     ):
-        self.output_dir = Path(output_dir)
+        self.run = RunDir(output_dir)
         self.max_async_level = max_async_level
         self.update_fn = update_fn
         self.loaded = loaded
         self.poll_interval = poll_interval
         self.timeout = timeout
-
-    def latest_stable(self) -> int | None:
-        return latest_step(self.output_dir / "broadcasts")
 
     async def prepare(self, step: int) -> float:
         """Makes sure the loaded policy may generate `step`; returns the seconds spent waiting for weights."""
@@ -69,17 +61,20 @@ class PolicyScheduler:
     async def ensure(self, needed: int, purpose: str) -> float:
         """Loads the newest stable policy once one >= `needed` exists (unless one is loaded); returns the wait."""
         start = time.monotonic()
-        while (latest := self.latest_stable() or 0) < needed and self.loaded < needed:
-            if time.monotonic() - start > self.timeout:
-                raise TimeoutError(
-                    f"{purpose} needs policy {needed} but {broadcast_dir(self.output_dir, needed)}/STABLE "
-                    f"did not appear within {self.timeout:.0f}s (is the trainer running?)"
-                )
-            await asyncio.sleep(self.poll_interval)
+        while True:
+            try:
+                target = next_policy(needed, self.loaded, self.run.latest_broadcast())
+                break
+            except ValueError:
+                if time.monotonic() - start > self.timeout:
+                    raise TimeoutError(
+                        f"{purpose} needs policy {needed} but {self.run.broadcast(needed)}/STABLE "
+                        f"did not appear within {self.timeout:.0f}s (is the trainer running?)"
+                    ) from None
+                await asyncio.sleep(self.poll_interval)
         waited = time.monotonic() - start
-        target = latest if latest > self.loaded else None
         if target is not None:
             get_logger("orchestrator").info("loading policy %d for %s", target, purpose)
-            await self.update_fn(broadcast_dir(self.output_dir, target), target)
+            await self.update_fn(self.run.broadcast(target), target)
             self.loaded = target
         return waited

@@ -1,35 +1,23 @@
 """Trainer checkpoints: `checkpoints/step_N/trainer/` holds the state after N steps (the next step to train is N).
 
 Written into a temporary directory and renamed, with a `STABLE` marker last, so a process killed at any moment
-leaves nothing that `latest_checkpoint_step` would pick. The orchestrator writes its own `step_N/orchestrator/`.
+leaves nothing that a resume would pick (`run_dir.py` resolves the step). The orchestrator writes its own
+`step_N/orchestrator/`.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from prime_rl.utils.fs import is_stable, stable_dir
+from prime_rl.run_dir import RunDir
+from prime_rl.utils.fs import stable_dir
 from prime_rl.utils.logger import get_logger
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
-
-
-def checkpoint_dir(output_dir: Path, step: int) -> Path:
-    return Path(output_dir) / "checkpoints" / f"step_{step}" / "trainer"
-
-
-def checkpoint_steps(output_dir: Path) -> list[int]:
-    """Steps with a complete (STABLE) trainer checkpoint, ascending."""
-    root = Path(output_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    steps = [int(p.name[5:]) for p in root.iterdir() if p.name.startswith("step_") and p.name[5:].isdigit()]
-    return sorted(s for s in steps if is_stable(checkpoint_dir(output_dir, s)))
 
 
 def unique_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -54,7 +42,7 @@ def save_checkpoint(
     extra: dict | None = None,
 ) -> Path:
     """Atomically writes model, optimizer, scheduler, step and RNG state after `step` steps."""
-    target = checkpoint_dir(output_dir, step)
+    target = RunDir(output_dir).checkpoint(step, "trainer")
     with stable_dir(target) as tmp:
         save_file(unique_state_dict(model), str(tmp / MODEL_FILE))
         state = {
@@ -69,21 +57,6 @@ def save_checkpoint(
     return target
 
 
-def resolve_resume_step(output_dir: Path, resume_step: int) -> int:
-    """`-1` means the latest complete checkpoint; raises FileNotFoundError when there is none or N is missing."""
-    steps = checkpoint_steps(output_dir)
-    if resume_step == -1:
-        if not steps:
-            raise FileNotFoundError(f"ckpt.resume_step = -1 but no complete checkpoint under {output_dir}/checkpoints")
-        return steps[-1]
-    if resume_step not in steps:
-        raise FileNotFoundError(
-            f"ckpt.resume_step = {resume_step}: no complete checkpoint at {checkpoint_dir(output_dir, resume_step)} "
-            f"(available: {steps})"
-        )
-    return resume_step
-
-
 def load_checkpoint(
     output_dir: Path,
     step: int,
@@ -92,7 +65,7 @@ def load_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> dict:
     """Restores the state saved by `save_checkpoint`; returns its `extra` dict."""
-    path = checkpoint_dir(output_dir, step)
+    path = RunDir(output_dir).checkpoint(step, "trainer")
     device = next(model.parameters()).device
     missing, unexpected = model.load_state_dict(load_file(str(path / MODEL_FILE), device=str(device)), strict=False)
     tied = {name for name in missing if _is_tied(model, name)}
@@ -112,14 +85,3 @@ def _is_tied(model: torch.nn.Module, name: str) -> bool:
     state = model.state_dict()
     ptr = state[name].untyped_storage().data_ptr()
     return any(other != name and t.untyped_storage().data_ptr() == ptr for other, t in state.items())
-
-
-def prune_checkpoints(output_dir: Path, keep_last: int | None) -> None:
-    """Deletes trainer checkpoints beyond the newest `keep_last` (and a step directory left empty)."""
-    if keep_last is None:
-        return
-    for step in checkpoint_steps(output_dir)[:-keep_last]:
-        path = checkpoint_dir(output_dir, step)
-        shutil.rmtree(path, ignore_errors=True)
-        if not any(path.parent.iterdir()):
-            path.parent.rmdir()

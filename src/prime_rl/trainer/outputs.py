@@ -13,11 +13,12 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from prime_rl.trainer.ckpt import load_checkpoint, prune_checkpoints, save_checkpoint
+from prime_rl.run_dir import RunDir
+from prime_rl.trainer.ckpt import load_checkpoint, save_checkpoint
 from prime_rl.trainer.config import WeightsConfig
 from prime_rl.utils.config.sections import CkptConfig
 from prime_rl.utils.fs import is_stable
-from prime_rl.weights.export import export_dir, export_hf
+from prime_rl.weights.export import export_hf
 
 
 class CheckpointManager:
@@ -46,7 +47,7 @@ class CheckpointManager:
         start = time.perf_counter()
         if self.ckpt.interval and (step % self.ckpt.interval == 0 or final):
             save_checkpoint(self.out, step, self.model, self.optimizer, self.scheduler, extra)
-            prune_checkpoints(self.out, self.ckpt.keep_last)
+            RunDir(self.out).prune_checkpoints("trainer", self.ckpt.keep_last)
         times["checkpoint"] = time.perf_counter() - start
         start = time.perf_counter()
         if (self.weights.interval and step % self.weights.interval == 0) or (final and self.weights.final):
@@ -57,5 +58,5 @@ class CheckpointManager:
     def finish(self, step: int) -> None:
         """After the last step: writes the final export if it is missing (resumed from the final checkpoint of a run
         killed before its export)."""
-        if self.weights.final and not is_stable(export_dir(self.out, step)):
+        if self.weights.final and not is_stable(RunDir(self.out).export(step)):
             export_hf(self.model, self.tokenizer, self.out, step)

@@ -7,10 +7,9 @@ import math
 
 import torch
 
-from prime_rl.orchestrator.resume import batch_digest
 from prime_rl.trainer.packing import MicroBatch
 from prime_rl.trainer.step import StepResult
-from prime_rl.transport.types import TrainingBatch
+from prime_rl.transport.types import TrainingBatch, batch_digest
 from prime_rl.utils.device import peak_memory_gib
 from prime_rl.utils.metrics import MetricsWriter, aggregate, summarize
 
@@ -39,7 +38,7 @@ def rl_batch_metrics(step: int, batch: TrainingBatch, micro_batches: list[MicroB
     inference_probs = torch.cat([mb.inference_logprobs[mb.loss_mask].exp() for mb in micro_batches])
     record = {"batch/digest": batch_digest(batch)}  # which batch this step trained (docs/resume.md)
     record |= aggregate({"inference_probs": inference_probs})
-    record |= aggregate({"off_policy_level": [step - s.policy_step for s in batch.samples]}, prefix="batch/")
+    record |= aggregate({"off_policy": [step - s.policy_step for s in batch.samples]})  # named as the orchestrator's
     return record
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 
 
@@ -39,3 +41,9 @@ def encode_batch(batch: TrainingBatch) -> bytes:
 
 def decode_batch(data: bytes) -> TrainingBatch:
     return _decoder.decode(data)
+
+
+def batch_digest(batch: TrainingBatch) -> str:
+    """A short content hash of a batch: the trainer logs the digest of what it trained, the orchestrator of what it
+    wrote, so the metrics prove which batch each step trained (docs/resume.md)."""
+    return hashlib.sha256(encode_batch(batch)).hexdigest()[:16]

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prime_rl.run_dir import RunDir
+
 if TYPE_CHECKING:
     from prime_rl.utils.config.sections import LogConfig
 
@@ -36,4 +38,4 @@ def get_logger(name: str) -> logging.Logger:
 
 def setup_process_logger(name: str, config: LogConfig, output_dir: Path) -> logging.Logger:
     """`setup_logger` as a `[log]` section says: its level, and `output_dir/logs/<name>.log` when `file` is on."""
-    return setup_logger(name, config.level, Path(output_dir) / "logs" / f"{name}.log" if config.file else None)
+    return setup_logger(name, config.level, RunDir(output_dir).log(name) if config.file else None)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from prime_rl.run_dir import RunDir
 from prime_rl.utils.config import RunError
 from prime_rl.utils.metrics import read_metrics
 from prime_rl.utils.plot import PlotConfig
@@ -31,12 +32,13 @@ def _moving_average(values: list[float], window: int) -> list[float]:
 
 
 def load_metrics(output_dir: Path) -> dict[str, list[dict]]:
+    run = RunDir(output_dir)
     out = {}
     for name in ("orchestrator", "trainer"):
-        path = Path(output_dir) / "metrics" / f"{name}.jsonl"
+        path = run.metrics(name)
         out[name] = read_metrics(path) if path.is_file() else []
     if not out["orchestrator"] and not out["trainer"]:
-        raise RunError(f"no metrics under {Path(output_dir) / 'metrics'} (orchestrator.jsonl, trainer.jsonl)")
+        raise RunError(f"no metrics under {run.metrics_dir} (orchestrator.jsonl, trainer.jsonl)")
     return out
 
 
@@ -67,6 +69,4 @@ def plot(output_dir: Path, out: Path, title: str | None = None, smooth: int = 1)
 
 def plot_run(config: PlotConfig) -> None:
     """The `plot` command: writes the PNG and prints its path."""
-    print(
-        plot(config.output_dir, config.out or config.output_dir / "metrics" / "plot.png", config.title, config.smooth)
-    )
+    print(plot(config.output_dir, config.out or RunDir(config.output_dir).plot, config.title, config.smooth))

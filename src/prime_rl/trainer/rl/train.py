@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from prime_rl.trainer.ckpt import resolve_resume_step
+from prime_rl.run_dir import RunDir
 from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
 from prime_rl.trainer.optim import setup_optimizer
 from prime_rl.trainer.outputs import CheckpointManager
@@ -23,11 +23,11 @@ from prime_rl.utils.device import set_num_threads
 from prime_rl.utils.fs import is_stable
 from prime_rl.utils.logger import setup_process_logger
 from prime_rl.utils.metrics import MetricsWriter
-from prime_rl.weights.broadcast import broadcast_dir, broadcast_weights
+from prime_rl.weights.broadcast import broadcast_weights
 
 
 def train(config: RLTrainerConfig) -> None:
-    out = config.output_dir
+    out, run = config.output_dir, RunDir(config.output_dir)
     logger = setup_process_logger("trainer", config.log, out)
     set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
@@ -39,15 +39,15 @@ def train(config: RLTrainerConfig) -> None:
     scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
     checkpoints = CheckpointManager(out, config.ckpt, config.weights, model, tokenizer, optimizer, scheduler)
     data = setup_data_loader(config.data, out, model.config.vocab_size, config.seed)
-    metrics = MetricsWriter(out / "metrics" / "trainer.jsonl")
+    metrics = MetricsWriter(run.metrics("trainer"))
     device = model_device(model)
     keep_broadcasts = config.max_async_level + 1
 
     step, nonfinite_steps = 0, 0
     if config.ckpt.resume_step is not None:
-        step = resolve_resume_step(out, config.ckpt.resume_step)
+        step = run.resume_step(config.ckpt.resume_step, ("trainer",))
         nonfinite_steps = checkpoints.load(step).get("nonfinite_steps", 0)
-        if step > 0 and not is_stable(broadcast_dir(out, step)):
+        if step > 0 and not is_stable(run.broadcast(step)):
             broadcast_weights(model, out, step, keep_broadcasts)
 
     logger.info(f"Training from step {step} to {config.max_steps} (output_dir {out})")

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from prime_rl.trainer.ckpt import resolve_resume_step
+from prime_rl.run_dir import RunDir
 from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
 from prime_rl.trainer.optim import setup_optimizer
 from prime_rl.trainer.outputs import CheckpointManager
@@ -37,14 +37,14 @@ def setup_inputs(config: SFTConfig):
     step = 0
     if config.ckpt.resume_step is not None:
         try:
-            step = resolve_resume_step(config.output_dir, config.ckpt.resume_step)
+            step = RunDir(config.output_dir).resume_step(config.ckpt.resume_step, ("trainer",))
         except FileNotFoundError as e:
             raise ConfigError(str(e)) from e
     return tokenizer, data, step
 
 
 def train(config: SFTConfig) -> None:
-    out = config.output_dir
+    out, run = config.output_dir, RunDir(config.output_dir)
     logger = setup_logger("sft", config.log.level)  # console only: nothing is written before the inputs check out
     set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
@@ -55,7 +55,7 @@ def train(config: SFTConfig) -> None:
     optimizer = setup_optimizer(config.optim, model)
     scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
     checkpoints = CheckpointManager(out, config.ckpt, config.weights, model, tokenizer, optimizer, scheduler)
-    metrics = MetricsWriter(out / "metrics" / "sft.jsonl")
+    metrics = MetricsWriter(run.metrics("sft"))
     nonfinite_steps = checkpoints.load(step).get("nonfinite_steps", 0) if step > 0 else 0
 
     logger.info(f"Training from step {step} to {config.max_steps} (output_dir {out})")
