@@ -1,4 +1,4 @@
-"""Atomic writes on a full disk: the error says "no space left on device" and the path, and nothing half-written stays."""
+"""Atomic writes on a full disk: the error says "no space left on device" and the path; nothing half-written stays."""
 
 from __future__ import annotations
 
@@ -67,9 +67,9 @@ def test_enforce_fail_is_blamed_on_the_disk_only_when_it_is_full(tmp_path, monke
     target = tmp_path / "broadcasts" / "step_3"
     enforce = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
     monkeypatch.setattr(fs.shutil, "disk_usage", lambda path: Usage(10 << 30, 10 << 30, 0))
-    with pytest.raises(DiskFullError, match=r"no space left on device \(0 bytes free\): RuntimeError: \[enforce"):
-        with stable_dir(target):
-            raise enforce
+    said = r"no space left on device \(0 bytes free\): RuntimeError: \[enforce"
+    with pytest.raises(DiskFullError, match=said), stable_dir(target):
+        raise enforce
     assert not target.exists() and list(target.parent.iterdir()) == []
 
     monkeypatch.setattr(fs.shutil, "disk_usage", lambda path: Usage(10 << 30, 0, 10 << 30))
