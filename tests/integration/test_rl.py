@@ -54,8 +54,14 @@ def _config(tmp_path: Path, model_dir: Path, loss: str, advantage: str = "") -> 
     return path
 
 
+def _env() -> dict[str, str]:
+    """The example plug-ins importable, and the tree under test first (an inherited PYTHONPATH is kept)."""
+    paths = [str(REPO / "examples" / "custom_algorithms"), os.environ.get("PYTHONPATH")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+
+
 def _rl(config: Path, timeout: float = 400) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "examples" / "custom_algorithms")}
+    env = _env()
     cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(config)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=config.parent)
 
@@ -116,7 +122,7 @@ def test_rl_failing_process_stops_all_and_exits_nonzero(tmp_path, tiny_model_dir
 
 def test_rl_ctrl_c_stops_every_process(tmp_path, tiny_model_dir):
     config = _config(tmp_path, tiny_model_dir, "")
-    env = {**os.environ, "PYTHONPATH": str(REPO / "examples" / "custom_algorithms")}
+    env = _env()
     cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(config), "--max-steps", "1000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     log = tmp_path / "out/logs/rl.log"
