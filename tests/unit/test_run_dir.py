@@ -22,6 +22,7 @@ def _ckpt(run: RunDir, step: int, *parts: str):
 
 def test_paths(tmp_path):
     run = RunDir(str(tmp_path))
+    assert run.lock == tmp_path / "rl.lock"
     assert run.config("trainer") == tmp_path / "configs" / "trainer.toml"
     assert run.log("inference") == tmp_path / "logs" / "inference.log"
     assert run.metrics("orchestrator") == tmp_path / "metrics" / "orchestrator.jsonl"
