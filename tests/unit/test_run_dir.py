@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prime_rl.launcher.config import RLConfig
-from prime_rl.rl import prepare_output_dir
+from prime_rl.launcher.launch import prepare_output_dir
 from prime_rl.run_dir import ResumeError, RunDir, keep_last, step_dirs
 from prime_rl.utils.fs import stable_dir
 
