@@ -23,7 +23,6 @@ from prime_rl.orchestrator.batch import assemble_batch
 from prime_rl.orchestrator.generate import generate_groups
 from prime_rl.orchestrator.metrics import reward_metrics
 from prime_rl.orchestrator.orchestrator import setup_buffer, setup_environments, setup_tokenizer
-from prime_rl.orchestrator.resume import batch_digest
 from prime_rl.trainer.ckpt import unique_state_dict
 from prime_rl.trainer.model import setup_model
 from prime_rl.trainer.optim import setup_optimizer
@@ -31,6 +30,7 @@ from prime_rl.trainer.packing import pack_samples
 from prime_rl.trainer.rl.loss import setup_loss_fn
 from prime_rl.trainer.scheduler import setup_scheduler
 from prime_rl.trainer.step import train_step
+from prime_rl.transport.types import batch_digest
 from prime_rl.utils.device import set_num_threads
 
 
