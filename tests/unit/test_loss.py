@@ -1,4 +1,4 @@
-"""The default loss (DESIGN.md section 4) pinned on hand-computed values for every branch, and `compute_loss`."""
+"""The default loss (architecture.md §4) pinned on hand-computed values for every branch, and `compute_loss`."""
 
 from __future__ import annotations
 

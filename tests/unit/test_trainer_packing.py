@@ -1,4 +1,4 @@
-"""Sample layout (DESIGN.md section 5) and first-fit-decreasing packing."""
+"""Sample layout (architecture.md §5) and first-fit-decreasing packing."""
 
 from __future__ import annotations
 

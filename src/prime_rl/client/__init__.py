@@ -1,4 +1,4 @@
-"""The one client of the inference server(s): sampling, weight updates, health (DESIGN.md section 6).
+"""The one client of the inference server(s): sampling, weight updates, health (architecture.md §6).
 
 Its own package because the environments (which receive it as their client), the orchestrator and `eval` all use it:
 inside any of them it would make the others import that package; `inference/` is the server and imports torch.

@@ -1,4 +1,4 @@
-"""Environments: datasets of prompts, rollouts through the inference server, and rubrics (DESIGN.md section 7)."""
+"""Environments: datasets of prompts, rollouts through the inference server, and rubrics (architecture.md §7)."""
 
 from __future__ import annotations
 

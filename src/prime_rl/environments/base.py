@@ -1,4 +1,4 @@
-"""The environment contract (DESIGN.md section 7): examples in, scored rollouts out.
+"""The environment contract (architecture.md §7): examples in, scored rollouts out.
 
 An environment owns a dataset of `Example`s, a `rollout` that talks to the inference server through the
 `InferenceClient` it is given, and a `Rubric` of reward functions. `run` wraps both and never raises for a failing

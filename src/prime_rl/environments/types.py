@@ -1,4 +1,4 @@
-"""The data environments deal in (DESIGN.md sections 5 and 7): dataset `Example`s, the `SamplingConfig` of a
+"""The data environments deal in (architecture.md §5, §7): dataset `Example`s, the `SamplingConfig` of a
 request, and the `Rollout` of an episode with one `Turn` per model call. No behaviour: every module may import it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The advantage plug-in contract (DESIGN.md section 4): complete groups of rewards in, one advantage per rollout out.
+"""The advantage plug-in contract (architecture.md §4): complete groups of rewards in, one advantage per rollout out.
 
 Kept apart from `advantage.py` so the built-in advantages (`advantages/*`) import the contract without the dispatcher.
 """

@@ -1,4 +1,4 @@
-"""Complete groups of scored rollouts → advantages → the training batch of one step (DESIGN.md sections 4 and 5).
+"""Complete groups of scored rollouts → advantages → the training batch of one step (architecture.md §4, §5).
 
 Groups arrive as a list in the order the buffer sampled their examples; that order (never arrival order) is the row
 order of the `[num_examples, rollouts_per_example]` reward tensor given to the advantage function.

@@ -1,4 +1,4 @@
-"""Orchestrator checkpoints: `checkpoints/step_N/orchestrator/state.json` + `STABLE` (DESIGN.md section 8).
+"""Orchestrator checkpoints: `checkpoints/step_N/orchestrator/state.json` + `STABLE` (architecture.md §8).
 
 The checkpoint of step N is the state before sampling the examples of step N: resuming from it produces step N
 next. It is written right after the examples of step N-1 are sampled, before the batch of N-1 is written, so the

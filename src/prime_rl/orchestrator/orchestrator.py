@@ -88,7 +88,7 @@ def policy_loader(client: InferenceClient) -> UpdateFn:
 
 def setup_client(config: OrchestratorConfig) -> InferenceClient:
     """The one client of every request, retried for `client.retry_timeout` seconds; a server still failing then
-    stops the run (`remember_unreachable`: a down server is not a rollout's fault, DESIGN.md section 7)."""
+    stops the run (`remember_unreachable`: a down server is not a rollout's fault, architecture.md §7)."""
     c = config.client
     retry = RetryPolicy(deadline=c.retry_timeout, key="client.retry_timeout")
     return InferenceClient(c.base_url, config.model.name, c.api_key, c.timeout, retry, remember_unreachable=True)

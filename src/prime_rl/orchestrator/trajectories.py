@@ -1,4 +1,4 @@
-"""Rollout → training samples (DESIGN.md section 5, "Multi-turn").
+"""Rollout → training samples (architecture.md §5, "Multi-turn").
 
 Consecutive turns whose prompt extends the previous prompt + completion exactly are interleaved into one sample:
 the environment tokens between two model turns join the completion with mask False and logprob 0. A turn whose

@@ -1,4 +1,4 @@
-"""Turns orchestrator samples into packed micro-batches of at most `seq_len` tokens (DESIGN.md section 5).
+"""Turns orchestrator samples into packed micro-batches of at most `seq_len` tokens (architecture.md §5).
 
 A sample is `prompt_ids + completion_ids`: loss mask False on the prompt and the completion mask on the completion,
 inference logprobs 0 on the prompt, the first completion temperature on the prompt, the advantage on every token,

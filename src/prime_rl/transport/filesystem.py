@@ -1,4 +1,4 @@
-"""Filesystem transport: `rollouts/step_N/batch.bin` + `STABLE`, written atomically (DESIGN.md section 5)."""
+"""Filesystem transport: `rollouts/step_N/batch.bin` + `STABLE`, written atomically (architecture.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The orchestrator → trainer batch (DESIGN.md section 5), serialised as msgpack with msgspec."""
+"""The orchestrator → trainer batch (architecture.md §5), serialised as msgpack with msgspec."""
 
 from __future__ import annotations
 

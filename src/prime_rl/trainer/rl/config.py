@@ -12,7 +12,7 @@ from prime_rl.utils.plugins import CustomPluginConfig
 
 
 class LossConfig(BaseConfig):
-    """Default loss: masked importance sampling against the inference policy (DESIGN.md section 4)."""
+    """Default loss: masked importance sampling against the inference policy (architecture.md §4)."""
 
     type: Literal["default"] = "default"
     """Loss kind; `default` is masked importance sampling."""

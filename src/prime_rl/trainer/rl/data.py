@@ -19,7 +19,7 @@ class DataLoader(ABC):
 
 
 class TransportDataLoader(DataLoader):
-    """Reads `rollouts/step_N` written by the orchestrator (filesystem transport, DESIGN.md section 5)."""
+    """Reads `rollouts/step_N` written by the orchestrator (filesystem transport, architecture.md §5)."""
 
     def __init__(self, output_dir: Path, timeout: float | None):
         self.receiver = FileSystemReceiver(output_dir)

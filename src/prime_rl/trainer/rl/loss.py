@@ -1,4 +1,4 @@
-"""The configured loss (`setup_loss_fn`) and its aggregation over the sequences of a step (DESIGN.md section 4).
+"""The configured loss (`setup_loss_fn`) and its aggregation over the sequences of a step (architecture.md §4).
 
 A loss function returns the SUM over its sequence's loss tokens; `compute_loss` adds the sequences up and divides by
 `loss_scale` (the number of loss tokens of the whole step), so the gradient does not depend on how samples are packed.

@@ -1,4 +1,4 @@
-"""The loss plug-in contract (DESIGN.md section 4): one sequence in, its summed loss and metrics out.
+"""The loss plug-in contract (architecture.md §4): one sequence in, its summed loss and metrics out.
 
 Kept apart from `loss.py` so the built-in losses (`losses/*`) import the contract without importing the dispatcher.
 """

@@ -1,4 +1,4 @@
-"""The default loss: masked importance sampling against the inference policy (DESIGN.md section 4), written once.
+"""The default loss: masked importance sampling against the inference policy (architecture.md §4), written once.
 
 `packed_default_loss` runs on a whole packed micro-batch: per-sequence terms are segment sums, so there is no Python
 loop over sequences; `default_loss_fn` (the seed's per-sequence form) is the same code on a single segment. Masks are
