@@ -7,9 +7,14 @@ backward recomputes each chunk's logits, so no [tokens, vocab] float32 tensor ou
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
+
+from prime_rl.trainer.attention import VARLEN, prompt_tree_mask
+from prime_rl.trainer.packing import Segment, SharedPrompts
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -91,6 +96,35 @@ def chunked_logprobs(
     return ChunkedLogprobs.apply(hidden, weight, bias, labels, inv_temps, chunk_size)
 
 
+def _hidden_states(
+    model: torch.nn.Module,
+    input_ids: Int[Tensor, " n"],
+    position_ids: Int[Tensor, " n"],
+    segments: list[Segment],
+) -> Float[Tensor, "n hidden"]:
+    device = input_ids.device
+    lens = [segment.num_tokens for segment in segments]
+    cu_seq_lens = torch.tensor([0, *itertools.accumulate(lens)], dtype=torch.int32, device=device)
+    masks = [
+        prompt_tree_mask(s.prompt_len, list(s.completion_lens), device) if s.completion_lens else None for s in segments
+    ]
+    shared = {}
+    if any(mask is not None for mask in masks):
+        implementation = model.config._attn_implementation
+        if implementation != VARLEN:
+            raise ValueError(f"shared prompts need model.attn_implementation = '{VARLEN}', got '{implementation}'")
+        shared = {"segment_masks": masks}
+    return model.base_model(
+        input_ids=input_ids[None],
+        position_ids=position_ids[None],
+        cu_seq_lens_q=cu_seq_lens,
+        cu_seq_lens_k=cu_seq_lens,
+        max_length_q=max(lens),
+        max_length_k=max(lens),
+        **shared,
+    ).last_hidden_state[0]
+
+
 def packed_logprobs(
     model: torch.nn.Module,
     input_ids: Int[Tensor, " tokens"],
@@ -99,32 +133,29 @@ def packed_logprobs(
     seq_lens: list[int],
     chunk_size: int = 1024,
     only: Bool[Tensor, " tokens"] | None = None,
+    shared: SharedPrompts | None = None,
 ) -> tuple[Float[Tensor, " tokens"], Float[Tensor, " tokens"]]:
     """Logprob and entropy of the tokens of a packed row under `model`.
 
     0 at the first token of each sample (nothing of its own sample predicts it) and, when `only` is given, wherever
     `only` is False: the LM head then runs on the needed rows alone (the trainer passes the loss mask, which skips
-    prompt and environment tokens, often most of a sample).
+    prompt and environment tokens, often most of a sample). With `shared` the decoder runs on its shorter input (each
+    shared prompt once) and the results are placed back in the sample layout of `input_ids`.
     """
-    device = input_ids.device
-    cu_seq_lens = torch.tensor([0, *torch.tensor(seq_lens).cumsum(0).tolist()], dtype=torch.int32, device=device)
-    max_len = max(seq_lens)
-    hidden = model.base_model(
-        input_ids=input_ids[None],
-        position_ids=position_ids[None],
-        cu_seq_lens_q=cu_seq_lens,
-        cu_seq_lens_k=cu_seq_lens,
-        max_length_q=max_len,
-        max_length_k=max_len,
-    ).last_hidden_state[0]
+    if shared is None:
+        hidden = _hidden_states(model, input_ids, position_ids, [Segment(n) for n in seq_lens])
+    else:
+        hidden = _hidden_states(model, shared.input_ids, shared.position_ids, shared.segments)
     wanted = position_ids != 0
     if only is not None:
         wanted = wanted & only
-    # Row t-1 of the hidden states predicts token t.
-    rows = wanted[1:].nonzero()[:, 0]
+    targets = wanted.nonzero()[:, 0]
+    # The hidden state of token t-1 predicts token t; with shared prompts the last prompt token's hidden state is
+    # gathered once per completion, so its gradient sums over the group's completions.
+    predictors = targets - 1 if shared is None else shared.token_index[targets - 1]
     head = model.get_output_embeddings()
     lp, ent = chunked_logprobs(
-        hidden[rows], head.weight, head.bias, input_ids[rows + 1], temperatures[rows + 1], chunk_size
+        hidden[predictors], head.weight, head.bias, input_ids[targets], temperatures[targets], chunk_size
     )
     logprobs = lp.new_zeros(input_ids.shape[0]).masked_scatter(wanted, lp)
     entropy = ent.new_zeros(input_ids.shape[0]).masked_scatter(wanted, ent)

@@ -47,7 +47,14 @@ def forward_backward(
     for mb in micro_batches:
         mb = mb.to(device)
         logprobs, entropy = packed_logprobs(
-            model, mb.input_ids, mb.position_ids, mb.temperatures, mb.seq_lens, chunk_size, only=mb.loss_mask
+            model,
+            mb.input_ids,
+            mb.position_ids,
+            mb.temperatures,
+            mb.seq_lens,
+            chunk_size,
+            only=mb.loss_mask,
+            shared=mb.shared,
         )
         loss, loss_metrics = compute_micro_batch_loss(logprobs, mb, loss_fn, loss_scale)
         loss.backward()
