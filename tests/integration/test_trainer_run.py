@@ -84,6 +84,7 @@ def test_trains_on_transport_batches_and_refuses_stale_ones(tiny_model_dir, tmp_
     assert [r["step"] for r in records] == [0, 1, 2]
     first = records[0]
     assert first["batch/samples"] == 2 and first["batch/tokens"] == 18 and first["batch/loss_tokens"] == 8
+    assert first["batch/model_tokens"] == 4 + 5 + 5  # the two samples share their prompt
     assert first["off_policy/max"] == 0 and records[1]["off_policy/max"] == 1
     for key in ("loss", "optim/grad_norm", "optim/lr", "entropy/mean", "mismatch_kl/std", "is_masked/max"):
         assert key in first

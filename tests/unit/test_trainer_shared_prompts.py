@@ -117,9 +117,9 @@ def test_shared_layout_runs_each_prompt_once():
     assert mb.seq_lens == [5, 4, 6, 3]
     assert mb.input_ids.tolist() == [1, 2, 3, 10, 11, 1, 2, 3, 20, 1, 2, 3, 30, 31, 32, 9, 8, 7]
     assert shared.token_index.tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 5, 0, 1, 2, 6, 7, 8, 9, 10, 11]
-    assert (mb.num_tokens, mb.num_sample_tokens, mb.num_loss_tokens) == (12, 18, 8)
+    assert (mb.num_model_tokens, mb.num_tokens, mb.num_loss_tokens) == (12, 18, 8)
     (unshared,) = pack_samples([a, sample([9], [8, 7]), b, c], seq_len=64)
-    assert unshared.shared is None and unshared.num_tokens == 18
+    assert unshared.shared is None and unshared.num_model_tokens == 18
 
 
 def test_group_by_prompt_shares_exact_prompts_and_splits_long_groups():
@@ -135,9 +135,9 @@ def test_group_by_prompt_shares_exact_prompts_and_splits_long_groups():
     # seq_len 20: a prompt of 4 and at most two completions of 6 per segment.
     assert group_by_prompt(samples, seq_len=20) == [(4, [0, 1]), (0, [2]), (4, [3, 5]), (0, [4]), (0, [6])]
     micro_batches = pack_samples(samples, seq_len=20, share=True)
-    assert all(mb.num_tokens <= 20 for mb in micro_batches)
-    assert sorted(mb.num_tokens for mb in micro_batches) == [6, 16, 19, 20]
-    assert sum(mb.num_sample_tokens for mb in micro_batches) == 10 * 4 + 6 + 20 + 3
+    assert all(mb.num_model_tokens <= 20 for mb in micro_batches)
+    assert sorted(mb.num_model_tokens for mb in micro_batches) == [6, 16, 19, 20]
+    assert sum(mb.num_tokens for mb in micro_batches) == 10 * 4 + 6 + 20 + 3
     assert sum(mb.num_loss_tokens for mb in micro_batches) == sum(
         mb.num_loss_tokens for mb in pack_samples(samples, seq_len=20)
     )
@@ -148,8 +148,8 @@ def test_shared_packing_respects_seq_len_and_keeps_every_sample(seq_len):
     samples = make_groups([8, 3, 1, 5], prompt_len=9, temperature=True)
     shared = pack_samples(samples, seq_len, share=True)
     unshared = pack_samples(samples, seq_len)
-    assert all(mb.num_tokens <= seq_len for mb in shared)
-    assert sum(mb.num_tokens for mb in shared) < sum(mb.num_tokens for mb in unshared)
+    assert all(mb.num_model_tokens <= seq_len for mb in shared)
+    assert sum(mb.num_model_tokens for mb in shared) < sum(mb.num_model_tokens for mb in unshared)
 
     def contents(micro_batches):
         rows = []
@@ -173,7 +173,7 @@ def test_shared_prompts_equal_unshared_logprobs_loss_and_gradients(model64, temp
         total, metrics = forward_backward(model64, micro_batches, loss_fn, chunk_size=7)
         grads = {n: p.grad.clone() for n, p in model64.named_parameters()}
         lp = per_sample_logprobs(model64, micro_batches)
-        results[share, seq_len] = total, metrics, grads, lp, sum(mb.num_tokens for mb in micro_batches)
+        results[share, seq_len] = total, metrics, grads, lp, sum(mb.num_model_tokens for mb in micro_batches)
     ref_total, ref_metrics, ref_grads, ref_lp, ref_tokens = results[False, 512]
     for key in [(True, 512), (True, 30)]:
         total, metrics, grads, lp, tokens = results[key]

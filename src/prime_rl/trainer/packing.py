@@ -81,14 +81,14 @@ class MicroBatch:
 
     @property
     def num_tokens(self) -> int:
-        """Tokens the model runs on (a shared prompt counts once)."""
-        ids = self.shared.input_ids if self.shared is not None else self.input_ids
-        return int(ids.shape[0])
-
-    @property
-    def num_sample_tokens(self) -> int:
         """Tokens of the samples (a shared prompt counts once per sample)."""
         return int(self.input_ids.shape[0])
+
+    @property
+    def num_model_tokens(self) -> int:
+        """Tokens the model runs on (a shared prompt counts once); at most `seq_len`."""
+        ids = self.shared.input_ids if self.shared is not None else self.input_ids
+        return int(ids.shape[0])
 
     @property
     def num_loss_tokens(self) -> int:

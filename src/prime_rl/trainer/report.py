@@ -37,6 +37,7 @@ def rl_batch_metrics(step: int, batch: TrainingBatch, micro_batches: list[MicroB
     """What only an RL batch has: its digest, the sampling policy's token probabilities and off-policy levels."""
     inference_probs = torch.cat([mb.inference_logprobs[mb.loss_mask].exp() for mb in micro_batches])
     record = {"batch/digest": batch_digest(batch)}  # which batch this step trained (docs/resume.md)
+    record["batch/model_tokens"] = sum(mb.num_model_tokens for mb in micro_batches)  # a shared prompt counts once
     record |= aggregate({"inference_probs": inference_probs})
     record |= aggregate({"off_policy": [step - s.policy_step for s in batch.samples]})  # named as the orchestrator's
     return record

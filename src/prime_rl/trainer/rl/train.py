@@ -42,6 +42,7 @@ def train(config: RLTrainerConfig) -> None:
     metrics = MetricsWriter(run.metrics("trainer"))
     device = model_device(model)
     keep_broadcasts = config.max_async_level + 1
+    share_prompts = config.share_prompts and config.model.attn_implementation == "varlen"
 
     step, nonfinite_steps = 0, 0
     if config.ckpt.resume_step is not None:
@@ -56,7 +57,7 @@ def train(config: RLTrainerConfig) -> None:
         batch = data.get_batch(step)
         check_staleness(batch, step, config.max_async_level)
         waited = time.perf_counter() - start
-        micro_batches = pack_samples(batch.samples, config.seq_len)
+        micro_batches = pack_samples(batch.samples, config.seq_len, share=share_prompts)
         if not micro_batches:
             raise ValueError(f"step {step}: the batch has no tokens ({len(batch.samples)} samples)")
         result = train_step(
