@@ -196,3 +196,11 @@ def test_shared_prompts_need_varlen_attention(tiny_model_dir):
         ValueError, match=re.escape("shared prompts need model.attn_implementation = 'varlen', got 'sdpa'")
     ):
         packed_logprobs(model, mb.input_ids, mb.position_ids, mb.temperatures, mb.seq_lens, shared=mb.shared)
+
+
+def test_share_prompts_is_a_trainer_option_on_by_default():
+    from prime_rl.trainer.rl.config import RLTrainerConfig
+    from prime_rl.utils.config import parse_config
+
+    assert RLTrainerConfig().share_prompts is True
+    assert parse_config(RLTrainerConfig, ["--no-share-prompts"]).share_prompts is False
