@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, ModelConfig
+from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, TrainerModelConfig
 from prime_rl.trainer.model import setup_model
 from prime_rl.trainer.optim import setup_optimizer
 from prime_rl.trainer.packing import pack_samples
@@ -60,7 +60,7 @@ def make_samples(prompt_len: int, lens: tuple[int, int], per_group: int, groups:
 
 def measure(args, name: str, groups: int) -> None:
     prompt_len, lens, per_group, seq_len = SHAPES[name]
-    model = setup_model(ModelConfig(name=args.model))
+    model = setup_model(TrainerModelConfig(name=args.model))
     optim_config = AdamWConfig(lr=1e-6)
     optimizer = setup_optimizer(optim_config, model)
     scheduler = setup_scheduler(ConstantSchedulerConfig(), optimizer, None)

@@ -10,7 +10,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from prime_rl.trainer.attention import prompt_tree_mask, register_varlen_attention
-from prime_rl.trainer.config import ModelConfig
+from prime_rl.trainer.config import TrainerModelConfig
 from prime_rl.trainer.logprobs import packed_logprobs
 from prime_rl.trainer.model import setup_model
 from prime_rl.trainer.packing import MicroBatch, Segment, group_by_prompt, pack_samples
@@ -190,7 +190,7 @@ def test_shared_prompts_equal_unshared_logprobs_loss_and_gradients(model64, temp
 
 
 def test_shared_prompts_need_varlen_attention(tiny_model_dir):
-    model = setup_model(ModelConfig(name=str(tiny_model_dir), attn_implementation="sdpa"))
+    model = setup_model(TrainerModelConfig(name=str(tiny_model_dir), attn_implementation="sdpa"))
     (mb,) = pack_samples([sample([1, 2], [3]), sample([1, 2], [4])], seq_len=16, share=True)
     with pytest.raises(
         ValueError, match=re.escape("shared prompts need model.attn_implementation = 'varlen', got 'sdpa'")
