@@ -93,7 +93,7 @@ def measure(args, name: str, groups: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--groups", type=int, default=4, help="groups per step, one-word shape (make run: 4)")
+    parser.add_argument("--groups", type=int, default=4, help="groups per step, one-word shape (make run: 4; 0: skip)")
     parser.add_argument("--long-groups", type=int, default=1, help="groups per step, long-prompt shape (0: skip)")
     parser.add_argument("--rounds", type=int, default=3, help="timed unshared/shared step pairs after one warm-up")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
@@ -102,7 +102,8 @@ def main() -> None:
     set_num_threads(args.threads or None)
     if args.long_groups:
         measure(args, "long_prompt", args.long_groups)
-    measure(args, "one_word", args.groups)
+    if args.groups:
+        measure(args, "one_word", args.groups)
 
 
 if __name__ == "__main__":
