@@ -122,3 +122,21 @@ def test_process_dying_during_start_up_gets_the_resume_hint(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert "rl: trainer exited with code 3; last lines of" in err and "  | boom" in err
     assert err.endswith("rl: no complete checkpoint to resume from\n")
+
+
+@pytest.mark.parametrize(
+    ("flag", "key"), [("--seq-len", "seq_len"), ("--inference.model.max-model-len", "inference.model.max_model_len")]
+)
+def test_a_length_that_leaves_no_room_for_a_completion_is_refused_before_start(tiny_model_dir, flag, key):
+    from prime_rl.launcher.launch import check_plugins, check_prompt_lengths
+
+    argv = ["--model.name", str(tiny_model_dir), "--orchestrator.env", '[{id = "one-word"}]']
+    fits = parse_config(RLConfig, [*argv, flag, "512"])
+    check_prompt_lengths(fits, check_plugins(fits))
+    config = parse_config(RLConfig, [*argv, flag, "8"])
+    with pytest.raises(ConfigError) as error:
+        check_prompt_lengths(config, check_plugins(config))
+    assert str(error.value) == (
+        f"command line: `{key}` = 8 leaves no room for a completion: "
+        "the shortest prompt of `orchestrator.env[0]` (one-word) has 40 tokens"
+    )

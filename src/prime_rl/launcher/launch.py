@@ -9,7 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+from transformers import AutoTokenizer
+
+from prime_rl.chat.render import render_chat
 from prime_rl.environments import load_environment
+from prime_rl.environments.base import Environment
 from prime_rl.launcher.config import SECTIONS, RLConfig
 from prime_rl.launcher.preflight import RunLock, check_port_free
 from prime_rl.launcher.resume import pin_resume_step
@@ -20,29 +24,52 @@ from prime_rl.trainer.rl.loss import setup_loss_fn
 from prime_rl.utils.config import ConfigError, config_key
 from prime_rl.utils.config.dump import config_toml
 from prime_rl.utils.fs import atomic_write_text
+from prime_rl.utils.models import resolve_model_path
 
 
-def check_plugins(config: RLConfig) -> None:
+def check_plugins(config: RLConfig) -> list[Environment]:
     """Imports the custom loss, the advantage and the (eval) environments now, so a bad import path fails before
-    start, naming its key and the file (or command line) that set it."""
+    start, naming its key and the file (or command line) that set it; returns the training environments."""
     with config_key(config, "trainer.loss"):
         setup_loss_fn(config.trainer.loss)
     with config_key(config, "orchestrator.advantage"):
         setup_advantage_fn(config.orchestrator.advantage)
-    for i, env in enumerate(config.orchestrator.env):
-        check_environment(config, f"orchestrator.env[{i}]", env.id, env.args)
+    envs = [
+        check_environment(config, f"orchestrator.env[{i}]", e.id, e.args) for i, e in enumerate(config.orchestrator.env)
+    ]
     for i, env in enumerate(config.orchestrator.eval.env if config.orchestrator.eval else []):
         check_environment(config, f"orchestrator.eval.env[{i}]", env.id, env.args)
+    return envs
 
 
-def check_environment(config: RLConfig, key: str, env_id: str, args: dict) -> None:
+def check_environment(config: RLConfig, key: str, env_id: str, args: dict) -> Environment:
     with config_key(config, key):
         try:
-            load_environment(env_id, **args)
+            return load_environment(env_id, **args)
         except ConfigError:
             raise
         except Exception as e:
             raise ConfigError(f"`{env_id}`: load_environment failed: {type(e).__name__}: {e}") from e
+
+
+def check_prompt_lengths(config: RLConfig, envs: list[Environment], max_examples: int = 512) -> None:
+    """Every training environment must have a prompt that leaves room for one completion token in `seq_len` and in
+    the server's `max_model_len`; otherwise every sample is masked out and the trainer dies later with an empty
+    batch. Prompts are rendered as the server renders them, without tools (tools only add tokens)."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.orchestrator.model.name))
+    limits = {"seq_len": config.trainer.seq_len, "inference.model.max_model_len": config.inference.model.max_model_len}
+    for i, (env, env_config) in enumerate(zip(envs, config.orchestrator.env, strict=True)):
+        key = f"orchestrator.env[{i}]"
+        examples = env.dataset()[:max_examples]
+        if not examples:
+            raise ConfigError(f"{config.source_of(key)}: `{key}` ({env_config.id}) has no training examples")
+        shortest = min(len(render_chat(tokenizer, e.prompt)) for e in examples)
+        for name, limit in limits.items():
+            if limit is not None and shortest >= limit:
+                raise ConfigError(
+                    f"{config.source_of(name)}: `{name}` = {limit} leaves no room for a completion: the shortest "
+                    f"prompt of `{key}` ({env_config.id}) has {shortest} tokens"
+                )
 
 
 def check_model(config: RLConfig) -> None:
@@ -100,7 +127,7 @@ def launch(config: RLConfig) -> None:
     sys.path[:0] = [p for p in paths_on_path if p not in sys.path]
     # Everything that can fail is checked before the output directory is touched.
     check_model(config)
-    check_plugins(config)
+    check_prompt_lengths(config, check_plugins(config))
     resume_step = pin_resume_step(config)
     render_configs(config)
     lock = RunLock(Path(config.orchestrator.output_dir))
