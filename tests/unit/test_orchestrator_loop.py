@@ -1,6 +1,7 @@
 """The orchestrator loop against a fake inference server (HTTP, same routes) and a fake trainer thread."""
 
 import asyncio
+import json
 import random
 import socket
 import threading
@@ -21,10 +22,11 @@ from prime_rl.utils.metrics import read_metrics
 class FakeServer:
     """Answers chat completions with random tagged text; records weight updates; reports its policy step."""
 
-    def __init__(self, failures: int = 0):
+    def __init__(self, failures: int = 0, seeded: bool = False):
         self.policy, self.calls, self.requests, self.bodies = 0, [], 0, []
         self.failures = failures  # chat requests answered with HTTP 503 before the server works (-1: always)
         self.rng = random.Random(0)
+        self.seeded = seeded  # answers are a function of the request's seed (like the real server)
         app = FastAPI()
         app.get("/health")(lambda: {"status": "ok"})
         app.post("/reload_weights")(self.reload)
@@ -53,6 +55,8 @@ class FakeServer:
             if self.failures > 0:
                 self.failures -= 1
             return JSONResponse({"error": "overloaded"}, status_code=503)
+        if self.seeded:
+            self.rng = random.Random(body["seed"])
         choices = []
         for _ in range(body["n"]):
             text = self.rng.choice(["<answer>olleh</answer>", "<answer>x</answer>", "nothing"])
@@ -158,10 +162,11 @@ def test_resume_continues_the_example_sequence(tmp_path):
         assert [s.example_id for s in a.samples] == [s.example_id for s in b.samples]
 
 
-def _run_from(output_dir, port, start, max_steps):
+def _run_from(output_dir, port, start, max_steps, **extra):
+    ckpt = {**extra.pop("ckpt", {}), "resume_step": start}
     config = OrchestratorConfig(
         output_dir=output_dir, max_steps=max_steps, max_async_level=0, batch_size=6, rollouts_per_example=3,
-        client={"base_url": [f"http://127.0.0.1:{port}/v1"], "retry_timeout": 0}, ckpt={"resume_step": start},
+        client={"base_url": [f"http://127.0.0.1:{port}/v1"], "retry_timeout": 0}, ckpt=ckpt, **extra,
     )  # fmt: skip
     seen = []
 
@@ -192,3 +197,34 @@ def test_two_servers_round_robin_and_both_updated(tmp_path):
         trainer.join(30)
     assert one.requests == two.requests == 3  # 6 group requests, alternating
     assert one.calls == two.calls == [("reload", 0), ("update", 1), ("update", 2)]
+
+
+def _checkpointed_buffers(output_dir, steps):
+    return [json.loads((output_dir / f"checkpoints/step_{s}/orchestrator/state.json").read_text()) for s in steps]
+
+
+def test_refill_and_difficulty_pools_resume_exactly(tmp_path):
+    """With refills and difficulty pools the buffer moves with the rewards; a run resumed from its step-2
+    checkpoint draws the same examples and checkpoints the same buffer state as an uninterrupted run."""
+    extra = {"ckpt": {"interval": 1}, "refill_zero_advantage": True, "max_refill_groups": 4,
+             "difficulty": {"easy_threshold": 0.5, "easy_fraction": 0.25, "hard_fraction": 0.25}}  # fmt: skip
+    with FakeServer(seeded=True) as server:
+        full = _run(tmp_path / "full", server.port, 0, max_steps=4, **extra)
+        _run(tmp_path / "cut", server.port, 0, max_steps=2, **extra)
+        resumed = _run_from(tmp_path / "cut", server.port, start=2, max_steps=4, **extra)
+    assert [b.step for b in resumed] == [2, 3]
+    for a, b in zip(full[2:], resumed, strict=True):
+        assert [s.example_id for s in a.samples] == [s.example_id for s in b.samples]
+        assert [s.reward for s in a.samples] == [s.reward for s in b.samples]
+    assert _checkpointed_buffers(tmp_path / "full", (3, 4)) == _checkpointed_buffers(tmp_path / "cut", (3, 4))
+    records = read_metrics(tmp_path / "full/metrics/orchestrator.jsonl")
+    for batch in full:  # every batch is full and every group in it carries signal
+        assert len(batch.samples) == 6
+        for g in (0, 3):
+            assert len({s.reward for s in batch.samples[g : g + 3]}) > 1
+    # golden numbers of the seeded fake server: 3 refills; a hard example (all rewards 0) is drawn again by
+    # hard_fraction at step 1 and leaves the hard pool
+    assert [r["refill/extra_groups"] for r in records] == [1.0, 0.0, 0.0, 2.0]
+    assert [(r["pool/easy"], r["pool/hard"], r["pool/normal"]) for r in records] == [
+        (0.0, 1.0, 2.0), (0.0, 0.0, 4.0), (0.0, 0.0, 6.0), (0.0, 2.0, 8.0)
+    ]  # fmt: skip

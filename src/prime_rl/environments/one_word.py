@@ -2,13 +2,16 @@
 
 Reward `one_word`: `1 / number of words` of the last reply (words are runs of `[A-Za-z0-9']`), 0 for an empty
 reply, so 1.0 iff exactly one word. `correct` (1.0 if the expected word appears in the reply, case-insensitive)
-is logged as a metric; the reward is `format_weight * one_word + correct_weight * correct` (defaults 1 and 0:
-format only, as in the reference TRL run). Questions are split into disjoint train and eval sets.
+is logged as a metric; `correct_one_word = correct * one_word` needs both (logged when weighted). The reward is
+`format_weight * one_word + correct_weight * correct + correct_one_word_weight * correct_one_word` (defaults 1, 0,
+0: format only, as in the reference TRL run). Questions are split into disjoint train and held-out sets; the eval
+split asks the held-out questions, or with `eval_questions = "train"` each training question once.
 """
 
 from __future__ import annotations
 
 import random
+from typing import Literal
 
 from prime_rl.environments.parsing import count_words, last_assistant_text
 from prime_rl.environments.rubric import Rubric
@@ -91,16 +94,39 @@ def correct(completion: list[dict], answer: str) -> float:
     return float(answer.lower() in last_assistant_text(completion).lower())
 
 
+def correct_one_word(completion: list[dict], answer: str) -> float:
+    """`correct * one_word`: 1.0 only for the expected answer alone; a correct sentence of n words gets 1/n."""
+    return correct(completion, answer) * one_word(completion)
+
+
+def each_question_once(questions: list[tuple[str, str]]) -> list[Example]:
+    """One example per question, the instructions taken in turn (a fixed eval set over exactly these questions)."""
+    return [
+        Example(i, [{"role": "user", "content": f"{q} {INSTRUCTIONS[i % len(INSTRUCTIONS)]}"}], answer=a)
+        for i, (q, a) in enumerate(questions)
+    ]
+
+
 def load_environment(
     num_train_examples: int = 1000,
     num_eval_examples: int = 64,
     seed: int = 0,
     correct_weight: float = 0.0,
     format_weight: float = 1.0,
+    correct_one_word_weight: float = 0.0,
+    eval_questions: Literal["held_out", "train"] = "held_out",
 ) -> SingleTurnEnv:
     questions = list(QUESTIONS)
     random.Random(seed).shuffle(questions)
-    eval_questions, train_questions = questions[:NUM_EVAL_QUESTIONS], questions[NUM_EVAL_QUESTIONS:]
+    held_out, train_questions = questions[:NUM_EVAL_QUESTIONS], questions[NUM_EVAL_QUESTIONS:]
     train = make_examples(train_questions, num_train_examples, seed)
-    evaluation = make_examples(eval_questions, num_eval_examples, seed + 1)
-    return SingleTurnEnv("one-word", train, Rubric([one_word, correct], [format_weight, correct_weight]), evaluation)
+    if eval_questions == "train":
+        evaluation = each_question_once(train_questions)
+    elif eval_questions == "held_out":
+        evaluation = make_examples(held_out, num_eval_examples, seed + 1)
+    else:
+        raise ValueError(f"one-word: eval_questions = {eval_questions!r}, expected 'held_out' or 'train'")
+    funcs, weights = [one_word, correct], [format_weight, correct_weight]
+    if correct_one_word_weight:
+        funcs, weights = [*funcs, correct_one_word], [*weights, correct_one_word_weight]
+    return SingleTurnEnv("one-word", train, Rubric(funcs, weights), evaluation)

@@ -1,8 +1,9 @@
 """Orchestrator checkpoints: `checkpoints/step_N/orchestrator/state.json` + `STABLE` (architecture.md §8).
 
 The checkpoint of step N is the state before sampling the examples of step N: resuming from it produces step N
-next. It is written right after the examples of step N-1 are sampled, before the batch of N-1 is written, so the
-trainer (which checkpoints N only after training on that batch) never holds a checkpoint the orchestrator lacks.
+next. It is written once the rollouts of step N-1 are generated (refills drawn, difficulty pools updated: both move
+the buffer), before the batch of N-1 is written, so the trainer (which checkpoints N only after training on that
+batch) never holds a checkpoint the orchestrator lacks.
 """
 
 from __future__ import annotations

@@ -57,6 +57,31 @@ AdvantageConfigType = type_union(AdvantageConfig, CustomAdvantageConfig, GRPOAdv
 # ---------------------------------------------------------------- orchestrator (`orchestrator @ orch.toml`)
 
 
+class DifficultyConfig(BaseConfig):
+    """Online difficulty filtering: an example whose recent mean reward reaches `easy_threshold` moves to the easy
+    pool, one at or below `hard_threshold` to the hard pool; steps draw the given fractions from those pools and the
+    rest from the normal examples (`orchestrator/difficulty.py`)."""
+
+    easy_threshold: float = 1.0
+    """An example whose recent mean reward is >= this is easy."""
+    hard_threshold: float = 0.0
+    """An example whose recent mean reward is <= this is hard."""
+    easy_fraction: float = Field(0.0, ge=0, le=1)
+    """Share of each step's examples drawn from the easy pool (0: easy examples are not drawn again)."""
+    hard_fraction: float = Field(0.0, ge=0, le=1)
+    """Share of each step's examples drawn from the hard pool (0: hard examples are not drawn again)."""
+    window: int = Field(1, ge=1)
+    """Recent reward of an example: the mean reward of its last `window` groups."""
+
+    @model_validator(mode="after")
+    def _check(self) -> DifficultyConfig:
+        if self.hard_threshold >= self.easy_threshold:
+            raise ValueError(f"hard_threshold ({self.hard_threshold}) must be below easy_threshold ({self.easy_threshold})")
+        if self.easy_fraction + self.hard_fraction > 1:
+            raise ValueError(f"easy_fraction + hard_fraction ({self.easy_fraction + self.hard_fraction}) exceeds 1")
+        return self
+
+
 class OrchestratorEnvConfig(EnvConfig):
     """One training environment."""
 
@@ -91,6 +116,14 @@ class OrchestratorConfig(BaseSettingsConfig):
     """Advantage function (`type = "default" | "custom" | ...`)."""
     filter_zero_variance: bool = False
     """Drop groups whose advantages are all equal (no learning signal) from the batch."""
+    refill_zero_advantage: bool = False
+    """Replace groups whose rewards are all equal (zero advantage) by freshly generated ones, so the batch holds
+    `batch_size` samples with signal (`orchestrator/refill.py`)."""
+    max_refill_groups: int = Field(16, ge=0)
+    """Extra groups generated per step at most when refilling; then the batch is completed with zero-advantage
+    groups and a warning is logged."""
+    difficulty: DifficultyConfig | None = None
+    """Online difficulty filtering by recent per-example reward (`[orchestrator.difficulty]`; None: off)."""
     max_concurrent: int = Field(64, ge=1)
     """Maximum rollouts in flight at once."""
     seed: int = 0

@@ -32,6 +32,15 @@ class Generation:
     tokens: int
     """Completion tokens sampled by the model (`Rollout.completion_length` summed)."""
 
+    def merged(self, other: Generation) -> Generation:
+        """This generation followed by `other` (a later round of the same step): groups appended, times summed."""
+        return Generation(
+            self.groups + other.groups,
+            self.wall_s + other.wall_s,
+            self.score_s + other.score_s,
+            self.tokens + other.tokens,
+        )
+
 
 class ScoreTimer:
     """Accumulates the time environments spend in `score` (wraps the bound method of each environment once)."""
@@ -83,9 +92,11 @@ async def generate_groups(
     timer: ScoreTimer | None = None,
     seed: int | None = None,
     step: int = 0,
+    first_group: int = 0,
 ) -> Generation:
     """`rollouts_per_example` scored rollouts of each `(env_name, example)`; at most `max_concurrent` rollouts in
-    flight (at least one whole group). With a `seed`, requests carry seeds from `(seed, step, group, rollout)`."""
+    flight (at least one whole group). With a `seed`, requests carry seeds from `(seed, step, group, rollout)`, the
+    groups numbered from `first_group` (a refill round continues the numbering of its step)."""
     n = rollouts_per_example
     limit = asyncio.Semaphore(max(1, max_concurrent // n))
 
@@ -94,7 +105,7 @@ async def generate_groups(
             if seed is None:
                 rollouts = await envs[name].run_group(client, example, sampling, n)
             else:
-                seeds = [request_seed(seed, step, index, r) for r in range(-1, n)]
+                seeds = [request_seed(seed, step, first_group + index, r) for r in range(-1, n)]
                 rollouts = await run_seeded_group(envs[name], client, example, sampling, n, seeds)
         if len(rollouts) != n:
             raise RuntimeError(f"environment `{name}` returned {len(rollouts)} rollouts for a group of {n}")

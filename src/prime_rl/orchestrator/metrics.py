@@ -6,6 +6,8 @@ import statistics
 from collections import defaultdict
 
 from prime_rl.orchestrator.batch import BatchStats, Group
+from prime_rl.orchestrator.difficulty import DifficultyPools
+from prime_rl.orchestrator.refill import Refill, has_signal
 from prime_rl.transport.types import TrainingBatch
 
 
@@ -51,7 +53,22 @@ def rollout_metrics(groups: list[Group]) -> dict[str, float]:
         "is_truncated/mean": _mean([float(r.is_truncated) for r in rollouts]),
         "error/mean": _mean([float(e) for e in errors]),
         "error/count": float(sum(errors)),
+        "groups/zero_advantage_frac": _mean([float(not has_signal(g)) for g in groups]),
     }
+
+
+def refill_metrics(refill: Refill) -> dict[str, float]:
+    """Zero-advantage groups generated, extra groups generated, and whether refilling gave up."""
+    return {
+        "refill/zero_advantage_groups": float(refill.zero_advantage),
+        "refill/extra_groups": float(refill.extra),
+        "refill/gave_up": float(refill.gave_up),
+    }
+
+
+def pool_metrics(pools: DifficultyPools) -> dict[str, float]:
+    """Examples in each difficulty pool (examples never drawn are in none)."""
+    return {f"pool/{name}": float(size) for name, size in pools.sizes().items()}
 
 
 def batch_metrics(step: int, batch: TrainingBatch, stats: BatchStats) -> dict[str, float]:

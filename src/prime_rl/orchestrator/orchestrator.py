@@ -18,12 +18,21 @@ from prime_rl.client import InferenceClient, InferenceError, RetryPolicy
 from prime_rl.environments import load_environments
 from prime_rl.environments.base import Environment
 from prime_rl.orchestrator import ckpt
-from prime_rl.orchestrator.batch import assemble_batch
+from prime_rl.orchestrator.batch import Group, assemble_batch
 from prime_rl.orchestrator.buffer import ExampleBuffer
 from prime_rl.orchestrator.config import OrchestratorConfig
+from prime_rl.orchestrator.difficulty import DifficultyPools
 from prime_rl.orchestrator.evaluation import eval_due, final_eval_logged, log_eval, run_eval, setup_eval_environments
 from prime_rl.orchestrator.generate import Generation, ScoreTimer, generate_groups
-from prime_rl.orchestrator.metrics import batch_metrics, format_line, reward_metrics, rollout_metrics
+from prime_rl.orchestrator.metrics import (
+    batch_metrics,
+    format_line,
+    pool_metrics,
+    refill_metrics,
+    reward_metrics,
+    rollout_metrics,
+)
+from prime_rl.orchestrator.refill import has_signal, refill
 from prime_rl.orchestrator.scheduler import PolicyScheduler, UpdateFn
 from prime_rl.run_dir import RunDir
 from prime_rl.transport.base import BatchSender
@@ -47,7 +56,8 @@ def setup_environments(config: OrchestratorConfig, tokenizer: Any) -> dict[str, 
 
 def setup_buffer(config: OrchestratorConfig, envs: dict[str, Environment]) -> ExampleBuffer:
     weights = {name: env_config.weight for name, env_config in zip(envs, config.env, strict=True)}
-    return ExampleBuffer({name: env.dataset() for name, env in envs.items()}, weights, seed=config.seed)
+    pools = DifficultyPools(config.difficulty) if config.difficulty is not None else None
+    return ExampleBuffer({name: env.dataset() for name, env in envs.items()}, weights, seed=config.seed, pools=pools)
 
 
 def log_step(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -> None:
@@ -55,12 +65,13 @@ def log_step(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -
     MetricsWriter(RunDir(config.output_dir).metrics("orchestrator")).write(step, metrics)
 
 
-def write_batch(config: OrchestratorConfig, step: int, generation: Generation, sender: BatchSender) -> dict[str, Any]:
-    """Advantages, batch assembly and the atomic write; returns the step's rollout, batch and timing metrics."""
+def write_batch(
+    config: OrchestratorConfig, step: int, generation: Generation, groups: list[Group], sender: BatchSender
+) -> dict[str, Any]:
+    """Advantages, batch assembly of `groups` and the atomic write; returns the step's rollout (all generated
+    groups), batch and timing metrics."""
     start = time.perf_counter()
-    batch, stats = assemble_batch(
-        step, generation.groups, config.advantage, config.seq_len, config.filter_zero_variance
-    )
+    batch, stats = assemble_batch(step, groups, config.advantage, config.seq_len, config.filter_zero_variance)
     sender.send(batch)
     return {
         **reward_metrics(generation.groups),
@@ -125,18 +136,36 @@ async def orchestrate_step(
     sender: BatchSender,
     timer: ScoreTimer,
 ) -> dict[str, float]:
-    """Policy → examples → (checkpoint of step + 1) → rollouts → batch; returns the step's metrics."""
+    """Policy → examples → rollouts (refills) → difficulty pools → (checkpoint of step + 1) → batch; returns the
+    step's metrics."""
     step_start = time.perf_counter()
     waited = await scheduler.prepare(step)
-    examples = buffer.sample(config.examples_per_step)
+
+    async def generate(examples: list, first_group: int) -> Generation:
+        generation = await generate_groups(
+            envs, client, examples, config.rollouts_per_example, config.sampling, config.max_concurrent, timer,
+            seed=config.seed, step=step, first_group=first_group,
+        )  # fmt: skip
+        client.raise_if_unreachable()
+        return generation
+
+    generation = await generate(buffer.sample(config.examples_per_step), 0)
+    groups, metrics = generation.groups, {}
+    if config.refill_zero_advantage:
+        generation, filled = await refill(generation, buffer.sample, generate, config.max_refill_groups)
+        groups, metrics = filled.groups, refill_metrics(filled)
+        if filled.gave_up:
+            get_logger("orchestrator").warning(
+                "step %d: refill gave up after %d extra groups (max_refill_groups); %d of %d groups have zero "
+                "advantage and stay in the batch", step, filled.extra, sum(not has_signal(g) for g in groups),
+                len(groups),
+            )  # fmt: skip
+    if buffer.pools is not None:
+        buffer.pools.update(generation.groups)
+        metrics |= pool_metrics(buffer.pools)
     if ckpt.is_ckpt_step(step + 1, config.ckpt.interval, config.max_steps):
         ckpt.save_ckpt(config.output_dir, step + 1, {"buffer": buffer.state_dict()}, config.ckpt.keep_last)
-    generation = await generate_groups(
-        envs, client, examples, config.rollouts_per_example, config.sampling, config.max_concurrent, timer,
-        seed=config.seed, step=step,
-    )  # fmt: skip
-    client.raise_if_unreachable()
-    metrics = write_batch(config, step, generation, sender)
+    metrics |= write_batch(config, step, generation, groups, sender)
     return metrics | {
         "policy/loaded": float(scheduler.loaded),
         "time/wait_for_weights": waited,
