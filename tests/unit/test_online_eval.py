@@ -58,3 +58,43 @@ def test_resume_after_the_last_step_runs_only_the_missing_final_eval(tmp_path):
         assert server.requests == requests + 1  # logged now: nothing to do
     records = read_metrics(path)
     assert [(r["step"], r.get("eval/policy")) for r in records] == [(0, None), (1, None), (1, 2)]
+
+
+def test_eval_base_runs_before_step_0_and_plot_prints_the_before_after_table(tmp_path, capsys):
+    from prime_rl.utils.plot import main as plot_main
+
+    evaluation = {"interval": 5, "num_examples": 2, "eval_base": True, "sampling": {"max_tokens": 5}}
+    with FakeServer() as server:
+        _run(tmp_path, server.port, 0, max_steps=2, eval=evaluation)
+        assert server.bodies[0]["max_tokens"] == 5  # the base evaluation is the first request of the run
+    records = read_metrics(tmp_path / "metrics/orchestrator.jsonl")
+    assert [(r["step"], r.get("eval/policy")) for r in records] == [(-1, 0), (0, None), (1, None), (1, 2)]
+    plot_main(["--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split(" | ") == ["env         ", "metric        ", "policy 0", "policy 2", "change"]
+    before, after = records[0], records[-1]
+    row = out[3].split(" | ")
+    assert row[:2] == ["reverse-text", "reward (avg@1)"]
+    assert [float(x) for x in row[2:]] == [
+        round(before["eval/reverse-text/avg@1"], 3),
+        round(after["eval/reverse-text/avg@1"], 3),
+        round(after["eval/reverse-text/avg@1"] - before["eval/reverse-text/avg@1"], 3),
+    ]
+    assert out[4].startswith("reverse-text | lcs_reward ")
+
+
+def test_before_after_table_of_one_word_records():
+    from prime_rl.eval.report import before_after_table
+
+    def record(step, policy, avg, correct):
+        return {"step": step, "eval/policy": policy, "eval/time": 1.0, "eval/train-q/avg@4": avg,
+                "eval/train-q/pass@4": 1.0, "eval/train-q/reward/correct": correct}  # fmt: skip
+
+    records = [record(-1, 0, 0.1, 0.25), {"step": 0, "reward/mean": 0.2}, record(9, 10, 0.5, 0.625)]
+    assert before_after_table(records) == (
+        "env     | metric         | policy 0 | policy 10 | change\n"
+        "--------+----------------+----------+-----------+-------\n"
+        "train-q | reward (avg@4) |    0.100 |     0.500 | +0.400\n"
+        "train-q | correct        |    0.250 |     0.625 | +0.375"
+    )
+    assert before_after_table(records[:2]) is None

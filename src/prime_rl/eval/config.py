@@ -47,6 +47,8 @@ class OnlineEvalConfig(EvalRunConfig):
 
     interval: int = Field(10, ge=1)
     """Evaluate every this many steps (and after the last step)."""
+    eval_base: bool = False
+    """Also evaluate the base policy before the first step of a fresh run (its record has `step = -1`)."""
 
 
 class EvalConfig(BaseSettingsConfig, EvalRunConfig):

@@ -55,3 +55,45 @@ def results_table(results: dict[str, dict[str, Any]], env_names: list[str], n: i
         )
 
     return "\n".join([line(columns), "-+-".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def eval_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `[orchestrator.eval]` records of a run's `metrics/orchestrator.jsonl`, in order."""
+    return [r for r in records if "eval/policy" in r]
+
+
+def eval_series(record: dict[str, Any]) -> dict[tuple[str, str], float]:
+    """`{(env, metric): value}` of one eval record: `avg@k` as `reward (avg@k)`, and each rubric function."""
+    out = {}
+    for key, value in record.items():
+        if not key.startswith("eval/") or key.count("/") < 2:
+            continue
+        env, metric = key[len("eval/") :].split("/", 1)
+        if metric.startswith("avg@"):
+            out[(env, f"reward ({metric})")] = value
+        elif metric.startswith("reward/"):
+            out[(env, metric[len("reward/") :])] = value
+    return out
+
+
+def before_after_table(records: list[dict[str, Any]]) -> str | None:
+    """The first and the last evaluation of a run side by side (per environment: reward and every rubric
+    function, before, after, change); None with fewer than two evaluations."""
+    evals = eval_records(records)
+    if len(evals) < 2:
+        return None
+    before, after = eval_series(evals[0]), eval_series(evals[-1])
+    columns = ["env", "metric", f"policy {evals[0]['eval/policy']}", f"policy {evals[-1]['eval/policy']}", "change"]
+    rows = [
+        [env, metric, f"{before[env, metric]:.3f}", f"{after[env, metric]:.3f}", f"{after[env, metric] - value:+.3f}"]
+        for (env, metric), value in before.items()
+        if (env, metric) in after
+    ]
+    widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
+
+    def line(cells: list[str]) -> str:
+        return " | ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([line(columns), "-+-".join("-" * w for w in widths), *(line(r) for r in rows)])

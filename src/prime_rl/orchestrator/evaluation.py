@@ -30,7 +30,8 @@ def eval_due(config: OrchestratorConfig, step: int) -> bool:
 
 
 def log_eval(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -> None:
-    """An own record in `metrics/orchestrator.jsonl` (same `step` as the batch it followed) and a console line."""
+    """An own record in `metrics/orchestrator.jsonl` (same `step` as the batch it followed, -1 for the base policy
+    before the first step) and a console line."""
     avg = " | ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items() if "/avg@" in k)
     get_logger("orchestrator").info("Eval after step %d (policy %d) | %s", step, metrics["eval/policy"], avg)
     MetricsWriter(RunDir(config.output_dir).metrics("orchestrator")).write(step, metrics)

@@ -1,5 +1,6 @@
 """`plot`: parses the config, then imports and runs the plotting (`plotting.py`, matplotlib): one PNG of reward,
-loss, mismatch KL and throughput per step of a run."""
+rubric metrics, evaluations, loss, mismatch KL and throughput per step of a run, and the before/after table of its
+first and last evaluation."""
 
 from __future__ import annotations
 

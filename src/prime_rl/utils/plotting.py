@@ -1,4 +1,5 @@
-"""The `plot` figure: reward, loss, mismatch KL and throughput per step from `metrics/{orchestrator,trainer}.jsonl`."""
+"""The `plot` figure: reward, rubric metrics, evaluations, loss, mismatch KL and throughput per step from
+`metrics/{orchestrator,trainer}.jsonl`; with two or more evaluations, the before/after table is printed too."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from prime_rl.eval.report import before_after_table, eval_records, eval_series
 from prime_rl.run_dir import RunDir
 from prime_rl.utils.config import RunError
 from prime_rl.utils.metrics import read_metrics
@@ -42,11 +44,41 @@ def load_metrics(output_dir: Path) -> dict[str, list[dict]]:
     return out
 
 
+def _plot_rubric(ax, records: list[dict]) -> None:
+    """Every reward function's per-step mean (`rubric/<env>/<fn>/mean`)."""
+    keys = dict.fromkeys(k for r in records for k in r if k.startswith("rubric/") and k.endswith("/mean"))
+    for key in keys:
+        steps, values = _series(records, key)
+        ax.plot(steps, values, marker="o", markersize=3, label=key[len("rubric/") : -len("/mean")])
+    ax.set_title("Rubric metrics (training rollouts)")
+    ax.set_xlabel("step")
+
+
+def _plot_evals(ax, records: list[dict]) -> None:
+    """Each evaluation's reward and rubric means per environment, at x = the policy evaluated."""
+    series: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+    for record in eval_records(records):
+        for key, value in eval_series(record).items():
+            series.setdefault(key, ([], []))
+            series[key][0].append(record["eval/policy"])
+            series[key][1].append(value)
+    for (env, metric), (policies, values) in series.items():
+        ax.plot(policies, values, marker="s", markersize=5, label=f"{env} {metric}")
+    ax.set_title("Evaluation")
+    ax.set_xlabel("policy (steps trained)")
+
+
 def plot(output_dir: Path, out: Path, title: str | None = None, smooth: int = 1) -> Path:
     metrics = load_metrics(output_dir)
-    fig = Figure(figsize=(11, 7))  # no pyplot: no GUI backend, no global figure state
-    axes = fig.subplots(2, 2)
-    for ax, (label, source, keys) in zip(axes.flat, PANELS, strict=True):
+    fig = Figure(figsize=(15, 7))  # no pyplot: no GUI backend, no global figure state
+    axes = fig.subplots(2, 3)
+    _plot_rubric(axes[0, 1], metrics["orchestrator"])
+    _plot_evals(axes[0, 2], metrics["orchestrator"])
+    for ax in axes[0, 1:]:
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    for ax, (label, source, keys) in zip([axes[0, 0], *axes[1]], PANELS, strict=True):
         sources = ("orchestrator", "trainer") if source == "both" else (source,)
         for name in sources:
             for key in keys:
@@ -68,5 +100,8 @@ def plot(output_dir: Path, out: Path, title: str | None = None, smooth: int = 1)
 
 
 def plot_run(config: PlotConfig) -> None:
-    """The `plot` command: writes the PNG and prints its path."""
+    """The `plot` command: writes the PNG and prints its path, then the before/after evaluation table (if any)."""
     print(plot(config.output_dir, config.out or RunDir(config.output_dir).plot, config.title, config.smooth))
+    table = before_after_table(load_metrics(config.output_dir)["orchestrator"])
+    if table is not None:
+        print(table)
