@@ -90,3 +90,14 @@ def test_module_with_broken_import_or_no_factory(tmp_path, monkeypatch):
         load_environment("wrong_env")
     with pytest.raises(ConfigError, match="file not found"):
         load_environment(str(tmp_path / "missing.py"))
+
+
+def test_one_word_eval_on_training_questions_asks_each_once():
+    env = load_environment("one-word", num_train_examples=300, eval_questions="train")
+    train = {ex.prompt[0]["content"].split("?")[0] for ex in env.dataset()}
+    evaluation = env.eval_dataset()
+    assert len(evaluation) == 40 and {ex.prompt[0]["content"].split("?")[0] for ex in evaluation} == train
+    assert evaluation[0].prompt[0]["content"].endswith("Answer with exactly one word.")
+    assert evaluation[1].prompt[0]["content"].endswith("Reply in one word.")
+    with pytest.raises(ValueError, match=r"one-word: eval_questions = 'test', expected 'held_out' or 'train'"):
+        load_environment("one-word", eval_questions="test")

@@ -8,7 +8,7 @@ import pytest
 
 from prime_rl.environments import Example, Rollout, load_environment
 from prime_rl.environments.guess_number import parse_guess
-from prime_rl.environments.one_word import correct, one_word
+from prime_rl.environments.one_word import correct, correct_one_word, one_word
 from prime_rl.environments.parsing import count_words, last_assistant_text, lcs_length, lcs_ratio, parse_answer
 from prime_rl.environments.reverse_text import lcs_reward
 
@@ -91,6 +91,18 @@ def test_one_word_correct_and_weighting():
     assert reward == pytest.approx(1 / 3 + 0.5)
     mixed = load_environment("one-word", format_weight=0.5, correct_weight=0.5)
     assert asyncio.run(mixed.rubric.score(rollout, example))[0] == pytest.approx(0.5 / 3 + 0.5)
+
+
+def test_one_word_correct_one_word_needs_both():
+    assert correct_one_word(reply("Paris"), "Paris") == 1.0
+    assert correct_one_word(reply("It is Paris."), "Paris") == 1 / 3
+    assert correct_one_word(reply("Lyon"), "Paris") == 0.0
+    env = load_environment("one-word", format_weight=0.0, correct_weight=1.0, correct_one_word_weight=1.0)
+    example = Example(0, [{"role": "user", "content": "q"}], answer="Paris")
+    rollout = Rollout(0, "one-word", example.prompt, reply("Paris is it"), [])
+    reward, metrics = asyncio.run(env.rubric.score(rollout, example))
+    assert metrics == {"one_word": 1 / 3, "correct": 1.0, "correct_one_word": 1 / 3}
+    assert reward == pytest.approx(1 + 1 / 3)
 
 
 @pytest.mark.parametrize(
