@@ -76,7 +76,9 @@ class DifficultyConfig(BaseConfig):
     @model_validator(mode="after")
     def _check(self) -> DifficultyConfig:
         if self.hard_threshold >= self.easy_threshold:
-            raise ValueError(f"hard_threshold ({self.hard_threshold}) must be below easy_threshold ({self.easy_threshold})")
+            raise ValueError(
+                f"hard_threshold ({self.hard_threshold}) must be below easy_threshold ({self.easy_threshold})"
+            )
         if self.easy_fraction + self.hard_fraction > 1:
             raise ValueError(f"easy_fraction + hard_fraction ({self.easy_fraction + self.hard_fraction}) exceeds 1")
         return self
