@@ -197,8 +197,6 @@ async def run(config: OrchestratorConfig) -> None:
         timer = ScoreTimer(envs)
         if start_step == 0 and config.eval is not None and config.eval.eval_base:
             log_eval(config, -1, await run_eval(config, -1, eval_envs, client, scheduler))
-        if start_step == 0 and config.eval is not None and config.eval.eval_base:
-            log_eval(config, -1, await run_eval(config, -1, eval_envs, client, scheduler))
         logger.info("orchestrating steps %d..%d with envs %s", start_step, config.max_steps - 1, list(envs))
         for step in range(start_step, config.max_steps):
             log_step(config, step, await orchestrate_step(config, step, buffer, envs, client, scheduler, sender, timer))
