@@ -9,6 +9,7 @@
     checkpoints/step_N/{trainer,orchestrator}/    state after N trained steps (the next step to train is N)
     weights/step_N/                               HF export loadable by `from_pretrained`
     eval/                                         `eval` results and the server it started
+    wandb/<process>/                              W&B's local files of the process's run (`[wandb]`)
 
 Every step directory is filled under a temporary name and renamed, with a `STABLE` marker last (`utils/fs.py`);
 scans count only STABLE ones. Resume (docs/resume.md): `-1` is the trainer's latest complete checkpoint S (its
@@ -89,6 +90,10 @@ class RunDir:
     @property
     def eval_results(self) -> Path:
         return self.eval / "results.json"
+
+    def wandb(self, process: str) -> Path:
+        """The `dir` given to `wandb.init` by `process` (W&B writes `wandb/<run>/` under it)."""
+        return self.root / "wandb" / process
 
     def eval_server(self, suffix: str) -> Path:
         """The config (`.toml`) or log (`.log`) of the inference server `eval` started."""

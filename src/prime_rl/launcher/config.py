@@ -8,6 +8,7 @@ process starts.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,10 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from prime_rl.inference.config import InferenceConfig, ServerConfig
-from prime_rl.orchestrator.config import OrchestratorConfig
+from prime_rl.orchestrator.config import OrchestratorConfig, OrchestratorWandbConfig
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.utils.config import BaseConfig, BaseSettingsConfig
-from prime_rl.utils.config.pushdown import MISSING, copy_unset, get_dotted, push_down, set_dotted
+from prime_rl.utils.config.pushdown import MISSING, copy_unset, get_dotted, has_field, push_down, set_dotted
 from prime_rl.utils.config.sections import CkptConfig, ModelConfig
 
 SECTIONS = {"inference": InferenceConfig, "orchestrator": OrchestratorConfig, "trainer": RLTrainerConfig}
@@ -32,6 +33,7 @@ SHARED = {
     "ckpt.interval": ["orchestrator", "trainer"],
     "ckpt.resume_step": ["orchestrator", "trainer"],
     "ckpt.keep_last": ["orchestrator", "trainer"],
+    **{f"wandb.{key}": ["orchestrator", "trainer"] for key in OrchestratorWandbConfig.model_fields},
 }
 """Shared key → the sections it is pushed into, in the order whose first default wins when nobody sets it."""
 
@@ -70,6 +72,8 @@ class RLConfig(BaseSettingsConfig):
     """Shared maximum sample length in tokens (prompt + completion)."""
     ckpt: CkptConfig = CkptConfig()
     """Shared checkpointing, pushed into `trainer.ckpt` and `orchestrator.ckpt`."""
+    wandb: OrchestratorWandbConfig | None = None
+    """Shared W&B run (`[wandb]`), pushed into `trainer.wandb` and `orchestrator.wandb`: both log to one run."""
     clean: bool = True
     """On a fresh start, also delete an earlier run's `metrics/` and `logs/` (its rollouts and broadcasts always go)."""
     health_timeout: float = Field(600.0, gt=0)
@@ -86,6 +90,7 @@ class RLConfig(BaseSettingsConfig):
     @model_validator(mode="after")
     def _check(self) -> RLConfig:
         for key, targets in SHARED.items():
+            targets = [t for t in targets if has_field(SECTIONS[t], key)]
             values = [get_dotted(getattr(self, t).model_dump(), key) for t in targets]
             if len({str(v) for v in values}) > 1:  # only defaults differ here: the first section's default wins
                 for target in targets[1:]:
@@ -103,6 +108,7 @@ def _derive_defaults(data: dict) -> None:
         port = ServerConfig().port if port is MISSING else port
         set_dotted(orchestrator, "client.base_url", [f"http://{host}:{port}/v1"])
     copy_unset(data, "inference.server.api_key", "orchestrator.client.api_key")
+    _share_wandb_run(data)
     infer_threads, train_threads = default_threads()
     inference.setdefault("num_threads", infer_threads)
     trainer.setdefault("num_threads", train_threads)
@@ -110,6 +116,18 @@ def _derive_defaults(data: dict) -> None:
     for section in (inference, orchestrator, trainer):
         if get_dotted(section, "log.file") is MISSING:
             set_dotted(section, "log.file", False)
+
+
+def _share_wandb_run(data: dict) -> None:
+    """With a `[wandb]` table, trainer and orchestrator both log, to the run id given or generated here."""
+    if data.get("wandb") is None:
+        return
+    if get_dotted(data, "wandb.id") is MISSING:
+        set_dotted(data, "wandb.id", secrets.token_hex(4))
+    for name in ("orchestrator", "trainer"):
+        if data[name].get("wandb") is None:
+            data[name]["wandb"] = {}
+        data[name]["wandb"].setdefault("id", data["wandb"]["id"])
 
 
 def _assign(model: BaseConfig, dotted: str, value: Any) -> None:

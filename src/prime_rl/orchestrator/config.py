@@ -17,6 +17,7 @@ from prime_rl.utils.config.sections import (
     LogConfig,
     ModelConfig,
     SamplingConfig,
+    WandbConfig,
     env_tables,
 )
 from prime_rl.utils.plugins import CustomPluginConfig
@@ -91,6 +92,15 @@ class OrchestratorEnvConfig(EnvConfig):
     """Relative probability of sampling this environment's examples when several are configured."""
 
 
+class OrchestratorWandbConfig(WandbConfig):
+    """W&B logging of the orchestrator: the shared run, plus a table of sample rollouts."""
+
+    samples_interval: int | None = Field(10, ge=1)
+    """Log a table of sample rollouts (prompt, completion, reward) every this many steps (None: never)."""
+    samples_per_step: int = Field(8, ge=1)
+    """Rollouts in each sample table (the first ones of the step's batch)."""
+
+
 class OrchestratorConfig(BaseSettingsConfig):
     """Orchestrator: rollouts on the inference server(s), rewards, advantages → one batch per `rollouts/step_N`."""
 
@@ -138,6 +148,8 @@ class OrchestratorConfig(BaseSettingsConfig):
     """Periodic evaluation of the served policy on eval splits (`[orchestrator.eval]`), logged as `eval/...`."""
     log: LogConfig = LogConfig(file=False)
     """Logging."""
+    wandb: OrchestratorWandbConfig | None = None
+    """Weights & Biases logging of the metrics under `orchestrator/...` (None: off)."""
 
     @model_validator(mode="after")
     def _check_batch(self) -> OrchestratorConfig:

@@ -97,3 +97,19 @@ def format_line(step: int, max_steps: int, m: dict[str, float]) -> str:
         f"Time {m['time/step']:.1f}s (weights {m['time/wait_for_weights']:.1f}, "
         f"gen {m['time/generate']:.1f}, score {m['time/score']:.2f}, write {m['time/write']:.2f})"
     )
+
+
+SAMPLE_COLUMNS = ["step", "env", "example_id", "prompt", "completion", "reward"]
+"""Columns of the sample-rollouts table (`[orchestrator.wandb] samples_interval`)."""
+
+
+def _chat_text(messages: list[dict]) -> str:
+    return "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages)
+
+
+def sample_rows(step: int, groups: list[Group], limit: int) -> list[list]:
+    """The first `limit` rollouts of the step as rows of `SAMPLE_COLUMNS` (messages as `role: content` lines)."""
+    rollouts = [r for g in groups for r in g.rollouts][:limit]
+    return [
+        [step, r.env_name, r.example_id, _chat_text(r.prompt), _chat_text(r.completion), r.reward] for r in rollouts
+    ]

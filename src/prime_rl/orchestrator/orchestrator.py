@@ -25,12 +25,14 @@ from prime_rl.orchestrator.difficulty import DifficultyPools
 from prime_rl.orchestrator.evaluation import eval_due, final_eval_logged, log_eval, run_eval, setup_eval_environments
 from prime_rl.orchestrator.generate import Generation, ScoreTimer, generate_groups
 from prime_rl.orchestrator.metrics import (
+    SAMPLE_COLUMNS,
     batch_metrics,
     format_line,
     pool_metrics,
     refill_metrics,
     reward_metrics,
     rollout_metrics,
+    sample_rows,
 )
 from prime_rl.orchestrator.refill import has_signal, refill
 from prime_rl.orchestrator.scheduler import PolicyScheduler, UpdateFn
@@ -42,6 +44,7 @@ from prime_rl.utils.config import RunError, config_key
 from prime_rl.utils.logger import get_logger, setup_process_logger
 from prime_rl.utils.metrics import MetricsWriter
 from prime_rl.utils.models import resolve_model_path
+from prime_rl.utils.wandb_logging import active_run, finish_wandb, setup_wandb
 
 
 def setup_tokenizer(config: OrchestratorConfig) -> Any:
@@ -63,6 +66,13 @@ def setup_buffer(config: OrchestratorConfig, envs: dict[str, Environment]) -> Ex
 def log_step(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -> None:
     get_logger("orchestrator").info(format_line(step, config.max_steps, metrics))
     MetricsWriter(RunDir(config.output_dir).metrics("orchestrator")).write(step, metrics)
+
+
+def log_samples(config: OrchestratorConfig, step: int, groups: list) -> None:
+    """A W&B table of the step's first rollouts every `wandb.samples_interval` steps."""
+    interval = config.wandb.samples_interval if config.wandb else None
+    if interval and step % interval == 0 and (run := active_run()) is not None:
+        run.log_table(step, "samples", SAMPLE_COLUMNS, sample_rows(step, groups, config.wandb.samples_per_step))
 
 
 def write_batch(
@@ -166,6 +176,7 @@ async def orchestrate_step(
     if ckpt.is_ckpt_step(step + 1, config.ckpt.interval, config.max_steps):
         ckpt.save_ckpt(config.output_dir, step + 1, {"buffer": buffer.state_dict()}, config.ckpt.keep_last)
     metrics |= write_batch(config, step, generation, groups, sender)
+    log_samples(config, step, groups)
     return metrics | {
         "policy/loaded": float(scheduler.loaded),
         "time/wait_for_weights": waited,
@@ -182,6 +193,7 @@ async def run(config: OrchestratorConfig) -> None:
         eval_envs = setup_eval_environments(config, tokenizer)
     buffer = setup_buffer(config, envs)
     client = setup_client(config)
+    setup_wandb(config.wandb, "orchestrator", config.output_dir, config.model_dump(mode="json"))
     try:
         await client.wait_healthy(config.client.health_timeout)
         start_step = await start_or_resume(config, buffer, client)
@@ -207,6 +219,7 @@ async def run(config: OrchestratorConfig) -> None:
             log_eval(config, start_step - 1, await run_eval(config, start_step - 1, eval_envs, client, scheduler))
     finally:
         await client.close()
+    finish_wandb()
     logger.info("orchestrator finished %d steps", config.max_steps)
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from prime_rl.utils.config import BaseConfig, BaseSettingsConfig, type_union
-from prime_rl.utils.config.sections import CkptConfig, LoadedModelConfig, LogConfig
+from prime_rl.utils.config.sections import CkptConfig, LoadedModelConfig, LogConfig, WandbConfig
 
 
 class TrainerModelConfig(LoadedModelConfig):
@@ -133,6 +133,8 @@ class BaseTrainerConfig(BaseSettingsConfig):
     """Seed of torch and of the data (SFT order, fake RL batches)."""
     on_nonfinite: Literal["stop", "skip"] = "stop"
     """A NaN/inf loss or gradient norm: `stop` fails naming the step; `skip` skips the optimizer step and counts it."""
+    wandb: WandbConfig | None = None
+    """Weights & Biases logging of the metrics under `trainer/...` (`sft/...`) (None: off)."""
 
     @model_validator(mode="after")
     def _check_warmup(self) -> BaseTrainerConfig:

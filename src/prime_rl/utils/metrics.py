@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from prime_rl.utils.wandb_logging import active_run
+
 
 def _floats(values: Any) -> list[float]:
     if hasattr(values, "tolist"):
@@ -42,7 +44,8 @@ def aggregate(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 class MetricsWriter:
-    """Appends one JSON object per step to a JSONL file: `{"step": N, "time": unix_seconds, **metrics}`."""
+    """Appends one JSON object per step to a JSONL file: `{"step": N, "time": unix_seconds, **metrics}`, and logs
+    the record to this process's W&B run when one was set up (`utils/wandb_logging.py`)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -56,6 +59,8 @@ class MetricsWriter:
         with self.path.open("a") as f:
             f.write(line)
             f.flush()
+        if (run := active_run()) is not None:
+            run.log(step, metrics)
 
 
 def _jsonable(value: Any) -> Any:

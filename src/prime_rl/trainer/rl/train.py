@@ -23,6 +23,7 @@ from prime_rl.utils.device import set_num_threads
 from prime_rl.utils.fs import is_stable
 from prime_rl.utils.logger import setup_process_logger
 from prime_rl.utils.metrics import MetricsWriter
+from prime_rl.utils.wandb_logging import finish_wandb, setup_wandb
 from prime_rl.weights.broadcast import broadcast_weights
 
 
@@ -40,6 +41,7 @@ def train(config: RLTrainerConfig) -> None:
     checkpoints = CheckpointManager(out, config.ckpt, config.weights, model, tokenizer, optimizer, scheduler)
     data = setup_data_loader(config.data, out, model.config.vocab_size, config.seed)
     metrics = MetricsWriter(run.metrics("trainer"))
+    setup_wandb(config.wandb, "trainer", out, config.model_dump(mode="json"))
     device = model_device(model)
     keep_broadcasts = config.max_async_level + 1
     share_prompts = config.share_prompts and config.model.attn_implementation == "varlen"
@@ -78,4 +80,5 @@ def train(config: RLTrainerConfig) -> None:
         log_step(step - 1, len(batch.samples), micro_batches, result, device, metrics, logger, extra)
     if step == config.max_steps:
         checkpoints.finish(step)
+    finish_wandb()
     logger.info(f"Finished training at step {step}")

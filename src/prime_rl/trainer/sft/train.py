@@ -22,6 +22,7 @@ from prime_rl.utils.config import ConfigError
 from prime_rl.utils.device import set_num_threads
 from prime_rl.utils.logger import setup_logger, setup_process_logger
 from prime_rl.utils.metrics import MetricsWriter
+from prime_rl.utils.wandb_logging import finish_wandb, setup_wandb
 
 
 def setup_inputs(config: SFTConfig):
@@ -56,6 +57,7 @@ def train(config: SFTConfig) -> None:
     scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
     checkpoints = CheckpointManager(out, config.ckpt, config.weights, model, tokenizer, optimizer, scheduler)
     metrics = MetricsWriter(run.metrics("sft"))
+    setup_wandb(config.wandb, "sft", out, config.model_dump(mode="json"))
     nonfinite_steps = checkpoints.load(step).get("nonfinite_steps", 0) if step > 0 else 0
 
     logger.info(f"Training from step {step} to {config.max_steps} (output_dir {out})")
@@ -74,4 +76,5 @@ def train(config: SFTConfig) -> None:
         extra = {"nonfinite": int(not result.finite), "nonfinite_steps": nonfinite_steps}
         log_step(step - 1, len(samples), micro_batches, result, model_device(model), metrics, logger, extra)
     checkpoints.finish(step)
+    finish_wandb()
     logger.info(f"Finished SFT at step {step}")

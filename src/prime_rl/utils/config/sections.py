@@ -1,8 +1,9 @@
 """Config sections shared by several commands, each declared once: the model, logging, checkpoints, sampling,
-environments and the inference client. A command extends a section only with fields that it alone uses."""
+environments, the inference client and W&B. A command extends a section only with fields that it alone uses."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
@@ -122,3 +123,34 @@ class ClientConfig(BaseConfig):
     @classmethod
     def _one_url(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+
+def wandb_installed() -> bool:
+    """Whether `import wandb` can succeed, without importing it (it is an optional dependency)."""
+    try:
+        return importlib.util.find_spec("wandb") is not None
+    except (ImportError, ValueError):  # a `None` placeholder in sys.modules blocks the import
+        return False
+
+
+class WandbConfig(BaseConfig):
+    """Weights & Biases logging; every process of a run logs to the same W&B run (docs/integrations.md)."""
+
+    project: str = "prime-rl"
+    """W&B project."""
+    entity: str | None = None
+    """W&B entity (user or team; None: the account's default)."""
+    name: str | None = None
+    """Display name of the run (None: W&B picks one)."""
+    tags: list[str] = Field(default_factory=list)
+    """Tags of the run."""
+    offline: bool = False
+    """Write the run locally under `output_dir/wandb/<process>/` (upload later with `wandb sync`)."""
+    id: str | None = None
+    """Run id the processes share (`rl` generates one when unset; set it to continue a W&B run on resume)."""
+
+    @model_validator(mode="after")
+    def _check_installed(self) -> WandbConfig:
+        if not wandb_installed():
+            raise ValueError('the `wandb` package is not installed (pip install -e ".[wandb]")')
+        return self
