@@ -24,6 +24,7 @@ BUILTINS = {
     "one-word": "prime_rl.environments.one_word",
     "guess-number": "prime_rl.environments.guess_number",
     "calculator": "prime_rl.environments.calculator",
+    "dataset": "prime_rl.environments.hf_dataset",
 }
 
 __all__ = [

@@ -54,14 +54,38 @@ class EnvironmentDataConfig(BaseConfig):
         return value
 
 
-SFTDataConfigType = type_union(JSONLDataConfig, EnvironmentDataConfig)
+class HFDataConfig(BaseConfig):
+    """Chat data from the Hugging Face `datasets` library, columns mapped to prime-rl's chat formats."""
+
+    type: Literal["hf"] = "hf"
+    """Data source; `hf` reads `path` with `datasets` (docs/integrations.md)."""
+    path: str
+    """A `save_to_disk` directory, a local .json/.jsonl/.parquet/.arrow/.csv file (or a directory of them), or a hub
+    id (the Hub must be reachable)."""
+    split: str = "train"
+    """Split to read (a single file is its own `train` split)."""
+    subset: str | None = None
+    """Hub dataset configuration name (hub ids only)."""
+    messages_column: str = "messages"
+    """Column of whole conversations (every assistant message is trained on); used when the dataset has it."""
+    prompt_column: str = "prompt"
+    """Column of prompts (a string is one user message), used without a messages column."""
+    completion_column: str = "completion"
+    """Column of completions (a string is one assistant message) trained on after the prompt."""
+    answer_column: str = "answer"
+    """Without a completion column: this column's text is the assistant reply."""
+    max_examples: int | None = Field(None, ge=1)
+    """Use only the first this many rows (None: all)."""
+
+
+SFTDataConfigType = type_union(JSONLDataConfig, EnvironmentDataConfig, HFDataConfig)
 
 
 class SFTConfig(BaseTrainerConfig):
     """SFT trainer: cross-entropy on assistant tokens of chat data; exports HF weights that `rl` can start from."""
 
     data: SFTDataConfigType
-    """Training data (`type`: default (JSONL file) | environment)."""
+    """Training data (`type`: default (JSONL file) | environment | hf (`datasets`))."""
     output_dir: Path = Path("outputs/sft")
     """Run directory: `weights/step_N/` (HF export), `checkpoints/`, `metrics/sft.jsonl`, `logs/sft.log`."""
     max_steps: int = Field(100, ge=1)

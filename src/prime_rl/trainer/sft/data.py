@@ -1,4 +1,4 @@
-"""SFT data: conversations from JSONL or an environment, rendered with the chat template into token ids and a loss
+"""SFT data: conversations from JSONL, a `datasets` dataset or an environment, rendered with the chat template into token ids and a loss
 mask that covers exactly the assistant tokens, then served as deterministic batches of `TrainingSample`s.
 
 A message's tokens are found by rendering the conversation prefix before it (with the generation prompt) and up to
@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from prime_rl.environments import load_environment
-from prime_rl.trainer.sft.config import EnvironmentDataConfig, JSONLDataConfig, SFTDataConfigType
+from prime_rl.trainer.sft.config import EnvironmentDataConfig, HFDataConfig, JSONLDataConfig, SFTDataConfigType
 from prime_rl.transport.types import TrainingSample
+from prime_rl.utils.hf_data import load_hf_rows
 
 
 @dataclass
@@ -94,9 +95,38 @@ def load_environment_data(config: EnvironmentDataConfig) -> list[Conversation]:
     return conversations
 
 
+def hf_record(row: dict, config: HFDataConfig, where: str) -> dict:
+    """A dataset row as a `parse_record` record: its messages column, else prompt + completion (or + answer)."""
+    c = config
+    if c.messages_column in row:
+        return {"messages": row[c.messages_column]}
+    if c.prompt_column in row and c.completion_column in row:
+        return {"prompt": row[c.prompt_column], "completion": row[c.completion_column]}
+    if c.prompt_column in row and c.answer_column in row:
+        return {"prompt": row[c.prompt_column], "completion": str(row[c.answer_column])}
+    raise ValueError(
+        f"{where}: no column `{c.messages_column}`, nor `{c.prompt_column}` with `{c.completion_column}` or "
+        f"`{c.answer_column}` (columns: {', '.join(row)}); map them with `data.messages_column`, "
+        "`data.prompt_column`, `data.completion_column`, `data.answer_column`"
+    )
+
+
+def load_hf_data(config: HFDataConfig) -> list[Conversation]:
+    rows = load_hf_rows(config.path, config.split, config.subset)[: config.max_examples]
+    if not rows:
+        raise ValueError(f"dataset `{config.path}` split `{config.split}` has no rows")
+    conversations = []
+    for i, row in enumerate(rows):
+        where = f"dataset `{config.path}` row {i}"
+        conversations.append(parse_record(hf_record(row, config, where), where))
+    return conversations
+
+
 def load_conversations(config: SFTDataConfigType) -> list[Conversation]:
     if isinstance(config, JSONLDataConfig):
         return load_jsonl(config.path)
+    if isinstance(config, HFDataConfig):
+        return load_hf_data(config)
     return load_environment_data(config)
 
 
