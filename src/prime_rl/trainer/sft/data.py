@@ -1,5 +1,6 @@
-"""SFT data: conversations from JSONL, a `datasets` dataset or an environment, rendered with the chat template into token ids and a loss
-mask that covers exactly the assistant tokens, then served as deterministic batches of `TrainingSample`s.
+"""SFT data: conversations from JSONL, a `datasets` dataset or an environment, rendered with the chat template into
+token ids and a loss mask that covers exactly the assistant tokens, then served as deterministic batches of
+`TrainingSample`s.
 
 A message's tokens are found by rendering the conversation prefix before it (with the generation prompt) and up to
 it: the difference is the assistant reply. The mask keeps the reply up to and including its EOS token and drops
