@@ -24,11 +24,13 @@ BUILTINS = {
     "one-word": "prime_rl.environments.one_word",
     "guess-number": "prime_rl.environments.guess_number",
     "calculator": "prime_rl.environments.calculator",
-    "dataset": "prime_rl.environments.hf_dataset",
 }
+DATA_READERS = {"dataset": "prime_rl.environments.hf_dataset"}
+"""Built-in environments over user data (they need a `path` argument), beside the generated tasks of `BUILTINS`."""
 
 __all__ = [
     "BUILTINS",
+    "DATA_READERS",
     "Completion",
     "Environment",
     "Example",
@@ -50,8 +52,8 @@ __all__ = [
 def _import_env_module(name: str):
     """A built-in, a `.py` file, or an importable module (`my-env` is also tried as `my_env`)."""
     key = name.lower().replace("_", "-")
-    if key in BUILTINS:
-        return importlib.import_module(BUILTINS[key])
+    if key in BUILTINS or key in DATA_READERS:
+        return importlib.import_module({**BUILTINS, **DATA_READERS}[key])
     if name.endswith(".py"):
         path = Path(name)
         if not path.is_file():
@@ -71,7 +73,7 @@ def _import_env_module(name: str):
                 raise ConfigError(f"environment `{name}`: importing module `{candidate}` failed: {e}") from e
     builtins = ", ".join(BUILTINS)
     raise ConfigError(
-        f"environment `{name}` is not a built-in ({builtins}) and no module {' or '.join(candidates)} "
+        f"environment `{name}` is not a built-in ({builtins}) or `dataset` and no module {' or '.join(candidates)} "
         "could be imported (install it, or give a path to a .py file)"
     )
 

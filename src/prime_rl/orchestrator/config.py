@@ -95,8 +95,8 @@ class OrchestratorEnvConfig(EnvConfig):
 class OrchestratorWandbConfig(WandbConfig):
     """W&B logging of the orchestrator: the shared run, plus a table of sample rollouts."""
 
-    samples_interval: int | None = Field(10, ge=1)
-    """Log a table of sample rollouts (prompt, completion, reward) every this many steps (None: never)."""
+    samples_interval: int = Field(10, ge=0)
+    """Log a table of sample rollouts (prompt, completion, reward) every this many steps (0: never)."""
     samples_per_step: int = Field(8, ge=1)
     """Rollouts in each sample table (the first ones of the step's batch)."""
 

@@ -68,9 +68,9 @@ def log_step(config: OrchestratorConfig, step: int, metrics: dict[str, float]) -
     MetricsWriter(RunDir(config.output_dir).metrics("orchestrator")).write(step, metrics)
 
 
-def log_samples(config: OrchestratorConfig, step: int, groups: list) -> None:
+def log_samples(config: OrchestratorConfig, step: int, groups: list[Group]) -> None:
     """A W&B table of the step's first rollouts every `wandb.samples_interval` steps."""
-    interval = config.wandb.samples_interval if config.wandb else None
+    interval = config.wandb.samples_interval if config.wandb else 0
     if interval and step % interval == 0 and (run := active_run()) is not None:
         run.log_table(step, "samples", SAMPLE_COLUMNS, sample_rows(step, groups, config.wandb.samples_per_step))
 
