@@ -9,6 +9,7 @@ orchestrator curves align.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ class WandbRun:
     def __init__(self, config: WandbConfig, process: str, output_dir: Path, run_config: Mapping[str, Any]):
         import wandb
 
+        # A W&B service inherited from a parent process (its token is in the environment) would host both
+        # processes' runs, and refuses the second run with the same id: each process starts its own.
+        os.environ.pop(wandb.env.SERVICE, None)
         self.process = process
         # W&B's shared mode is online only and ignores `log(step=...)`: there the `step` metric alone aligns records.
         self.shared = config.id is not None and not config.offline
