@@ -138,3 +138,38 @@ def test_rl_ctrl_c_stops_every_process(tmp_path, tiny_model_dir):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_rl_two_trainer_ranks(tmp_path, tiny_model_dir):
+    result = _rl(_config(tmp_path, tiny_model_dir, "[trainer]\nnum_processes = 2\n"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "out"
+    assert "sharded over 2 ranks" in (out / "logs/trainer.log").read_text()
+    assert [r["step"] for r in read_metrics(out / "metrics/trainer.jsonl")] == [0, 1, 2]  # rank 0 alone writes
+    assert (out / "broadcasts/step_3/STABLE").is_file() and (out / "weights/step_3/config.json").is_file()
+    assert "trained 3/3" in result.stdout
+
+
+RANK_LOSS = """
+import os, time
+from pathlib import Path
+from prime_rl.trainer.rl.loss import LossOutputs
+
+def fails_on_rank_1(inputs):
+    if os.environ["RANK"] == "1" and Path("{out}/broadcasts/step_1/STABLE").exists():
+        Path("{out}/raised_at").write_text(str(time.time()))
+        raise RuntimeError("boom from rank 1 at step 1")
+    return LossOutputs(loss=-inputs.trainer_logprobs[inputs.loss_mask].sum(), metrics={{}})
+"""
+
+
+def test_rl_failing_trainer_rank_stops_the_run_within_a_minute(tmp_path, tiny_model_dir):
+    (tmp_path / "rank_loss.py").write_text(RANK_LOSS.format(out=tmp_path / "out"))
+    loss = '[trainer]\nnum_processes = 2\n[trainer.loss]\ntype = "custom"\nimport_path = "rank_loss.fails_on_rank_1"\n'
+    result = _rl(_config(tmp_path, tiny_model_dir, loss))
+    ended = time.time()
+    assert result.returncode == 1
+    assert ended - float((tmp_path / "out/raised_at").read_text()) < 60
+    assert "trainer exited with code 1; last lines of" in result.stderr
+    assert "boom from rank 1 at step 1" in result.stderr
+    assert "boom from rank 1 at step 1" in (tmp_path / "out/logs/trainer.log").read_text()

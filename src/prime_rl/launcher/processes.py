@@ -26,8 +26,13 @@ class ProcessSpec:
     threads: int | None = None
     python_path: tuple[str, ...] = ()
     """Directories prepended to PYTHONPATH (the config files' directories, for `import_path` modules beside them)."""
+    num_processes: int = 1
+    """More than 1: `torchrun --standalone --nproc-per-node N` runs the module in N ranks (`threads` each)."""
 
     def command(self) -> list[str]:
+        if self.num_processes > 1:
+            torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+            return [*torchrun, f"--nproc-per-node={self.num_processes}", "-m", self.module, "@", str(self.config_path)]
         code = f"import sys; sys.argv[0] = {self.name!r}; from {self.module} import main; main()"
         return [sys.executable, "-c", code, "@", str(self.config_path)]
 

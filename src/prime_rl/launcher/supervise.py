@@ -16,6 +16,7 @@ from prime_rl.launcher.processes import Child, ProcessSpec, stop_all, tail
 from prime_rl.launcher.progress import Progress, show
 from prime_rl.launcher.resume import latest_resumable
 from prime_rl.run_dir import RunDir
+from prime_rl.trainer.config import rank_threads
 from prime_rl.utils.logger import get_logger, setup_logger
 
 MODULES = {
@@ -29,12 +30,16 @@ POLL_SECONDS = 0.5
 def process_specs(
     config: RLConfig, output_dir: Path, paths: dict[str, Path], python_path: tuple[str, ...] = ()
 ) -> dict[str, ProcessSpec]:
-    threads = {"inference": config.inference.num_threads, "trainer": config.trainer.num_threads, "orchestrator": 1}
+    ranks = config.trainer.num_processes
+    trainer_threads = rank_threads(config.trainer.num_threads, ranks)
+    threads = {"inference": config.inference.num_threads, "trainer": trainer_threads, "orchestrator": 1}
     run = RunDir(output_dir)
-    return {
+    specs = {
         name: ProcessSpec(name, MODULES[name], paths[name], run.log(name), threads[name], python_path)
         for name in MODULES
     }
+    specs["trainer"].num_processes = ranks
+    return specs
 
 
 def server_url(config: RLConfig) -> str:

@@ -17,6 +17,9 @@ from prime_rl.utils.config.sections import CkptConfig, LoadedModelConfig, LogCon
 class TrainerModelConfig(LoadedModelConfig):
     """The causal LM to train."""
 
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "float64"] = "auto"
+    """Parameter dtype; `auto` is float32 on CPU and bfloat16 on CUDA (`float64`: exactness checks)."""
+
     attn_implementation: Literal["varlen", "sdpa", "eager", "flash_attention_2"] = "varlen"
     """`varlen` runs SDPA per packed sample (exact, no cross-sample work); `sdpa`/`eager` use a block-diagonal mask."""
     cache_dir: Path | None = None
@@ -106,6 +109,32 @@ class WeightsConfig(BaseConfig):
     """Export after the last step."""
 
 
+class ParallelConfig(BaseConfig):
+    """FSDP2 data parallelism when the trainer runs under `torchrun` (docs/scaling.md); in one plain process only
+    `activation_checkpointing` applies."""
+
+    shard_size: int | None = Field(default=None, ge=1)
+    """Ranks each parameter is sharded over (None: all ranks); a divisor of the world size replicates the shards
+    (HSDP: world size / shard_size replicas of shard_size ranks each)."""
+    reshard_after_forward: bool = True
+    """Free each decoder layer's gathered parameters after its forward (gathered again in the backward): less memory,
+    one more all-gather per layer."""
+    activation_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward instead of storing them (also without torchrun)."""
+    cpu_offload: bool = False
+    """CUDA only: keep sharded parameters, gradients and optimizer state in CPU memory (FSDP2 `CPUOffloadPolicy`)."""
+    mixed_precision: Literal["none", "bfloat16"] = "none"
+    """CUDA only: `bfloat16` computes in bfloat16 and reduces gradients in float32 (FSDP2 `MixedPrecisionPolicy`);
+    combine with `model.dtype = "float32"` to keep float32 master weights."""
+
+
+def rank_threads(num_threads: int | None, ranks_on_machine: int) -> int | None:
+    """A trainer's `num_threads` shared by its ranks on one machine (at least one each; None: torch's default)."""
+    if num_threads is None or ranks_on_machine <= 1:
+        return num_threads
+    return max(1, num_threads // ranks_on_machine)
+
+
 class BaseTrainerConfig(BaseSettingsConfig):
     """What the RL and the SFT trainer share: the model, optimizer, schedule, checkpoints, exports and logging."""
 
@@ -126,7 +155,9 @@ class BaseTrainerConfig(BaseSettingsConfig):
     weights: WeightsConfig = WeightsConfig()
     """HF-format export (`weights/step_N/`, loadable by `from_pretrained` and by `rl --model.name`)."""
     num_threads: int | None = Field(None, ge=1)
-    """Torch CPU threads (None: torch's default)."""
+    """Torch CPU threads of the trainer, shared by its ranks on one machine (None: torch's default)."""
+    parallel: ParallelConfig = ParallelConfig()
+    """FSDP2 data parallelism under torchrun (docs/scaling.md)."""
     log: LogConfig = LogConfig(file=True)
     """Logging (`logs/trainer.log`, `logs/sft.log`)."""
     seed: int = 0

@@ -6,7 +6,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from prime_rl.trainer.attention import register_varlen_attention
-from prime_rl.trainer.config import TrainerModelConfig
+from prime_rl.trainer.config import ParallelConfig, TrainerModelConfig
+from prime_rl.trainer.parallel import World, shard_model
 from prime_rl.utils.device import get_device, resolve_dtype
 from prime_rl.utils.logger import get_logger
 from prime_rl.utils.models import resolve_model_path
@@ -16,8 +17,11 @@ def model_path(config: TrainerModelConfig) -> str:
     return resolve_model_path(config.name, config.cache_dir)
 
 
-def setup_model(config: TrainerModelConfig) -> PreTrainedModel:
-    """The model on its device, in its dtype, in train mode, with the configured attention implementation."""
+def setup_model(
+    config: TrainerModelConfig, parallel: ParallelConfig | None = None, world: World | None = None
+) -> PreTrainedModel:
+    """The model on its device, in its dtype, in train mode, with the configured attention implementation; with
+    `parallel`, activation checkpointing if set and, in a distributed `world`, sharded by FSDP2."""
     device = get_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     attn = config.attn_implementation
@@ -31,11 +35,17 @@ def setup_model(config: TrainerModelConfig) -> PreTrainedModel:
     except OSError as e:
         raise OSError(f"model.name `{config.name}`: cannot load a causal LM from `{path}`: {e}") from e
     model.config.use_cache = False
-    model.to(device)
+    sharded = world is not None and world.distributed
+    if not sharded:
+        model.to(device)
     model.train()
+    if parallel is not None and parallel.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if sharded:
+        shard_model(model, parallel or ParallelConfig(), world, device.type)  # moves the shards to the device
     get_logger("trainer").info(
         f"Loaded {config.name} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params) "
-        f"on {device} in {dtype}, attention {attn}"
+        f"on {device} in {dtype}, attention {attn}" + (f", sharded over {world.size} ranks" if sharded else "")
     )
     return model
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from prime_rl.trainer.config import AdamWConfig, OptimizerConfigType, SGDConfig
 
@@ -29,4 +30,7 @@ def clip_grad_norm(model: torch.nn.Module, max_norm: float | None) -> float:
     """Clips the global L2 gradient norm to `max_norm` (if set) and returns the norm before clipping."""
     params = [p for p in model.parameters() if p.grad is not None]
     limit = max_norm if max_norm is not None else float("inf")
-    return float(torch.nn.utils.clip_grad_norm_(params, limit, foreach=True))
+    norm = torch.nn.utils.clip_grad_norm_(params, limit, foreach=True)
+    if isinstance(norm, DTensor):  # sharded gradients (FSDP): the norm over all shards
+        norm = norm.full_tensor()
+    return float(norm)

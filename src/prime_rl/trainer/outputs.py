@@ -1,4 +1,5 @@
 """What a trainer (RL or SFT) writes besides broadcasts: checkpoints and HF exports, each on its own interval.
+Under FSDP every rank calls these (they gather or write shards) and rank 0 writes the shared files.
 
 `CheckpointManager` owns that lifecycle for one run (torchtitan's `maybe_save(step)` pattern): restore on resume, save
 after a step when due, and finish the final export of a run killed between its last checkpoint and that export.
@@ -16,6 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from prime_rl.run_dir import RunDir
 from prime_rl.trainer.ckpt import load_checkpoint, save_checkpoint
 from prime_rl.trainer.config import WeightsConfig
+from prime_rl.trainer.parallel import World, main_decides
 from prime_rl.utils.config.sections import CkptConfig
 from prime_rl.utils.fs import is_stable
 from prime_rl.weights.export import export_hf
@@ -47,7 +49,8 @@ class CheckpointManager:
         start = time.perf_counter()
         if self.ckpt.interval and (step % self.ckpt.interval == 0 or final):
             save_checkpoint(self.out, step, self.model, self.optimizer, self.scheduler, extra)
-            RunDir(self.out).prune_checkpoints("trainer", self.ckpt.keep_last)
+            if World.current().is_main:
+                RunDir(self.out).prune_checkpoints("trainer", self.ckpt.keep_last)
         times["checkpoint"] = time.perf_counter() - start
         start = time.perf_counter()
         if (self.weights.interval and step % self.weights.interval == 0) or (final and self.weights.final):
@@ -58,5 +61,5 @@ class CheckpointManager:
     def finish(self, step: int) -> None:
         """After the last step: writes the final export if it is missing (resumed from the final checkpoint of a run
         killed before its export)."""
-        if self.weights.final and not is_stable(RunDir(self.out).export(step)):
+        if self.weights.final and not main_decides(is_stable(RunDir(self.out).export(step))):
             export_hf(self.model, self.tokenizer, self.out, step)

@@ -1,10 +1,12 @@
 """One training step, shared by the RL and SFT trainers: logprobs, loss, backward (gradient accumulation), optimizer.
+Under FSDP each rank runs its share of the micro-batches (`parallel.py`) and the gradients are summed.
 
 The two trainers differ only in the loss they pass (`setup_loss_fn(config.loss)` or `sft.loss.SFT_LOSS`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -17,6 +19,14 @@ from torch import Tensor
 from prime_rl.trainer.logprobs import packed_logprobs
 from prime_rl.trainer.optim import clip_grad_norm
 from prime_rl.trainer.packing import MicroBatch
+from prime_rl.trainer.parallel import (
+    LOGPROBS_METHOD,
+    World,
+    is_sharded,
+    padding_pass,
+    rank_micro_batches,
+    reduce_step,
+)
 from prime_rl.trainer.rl.loss import LossFn, compute_micro_batch_loss
 from prime_rl.utils.device import synchronize
 
@@ -36,18 +46,24 @@ class StepResult:
 
 
 def forward_backward(
-    model: torch.nn.Module, micro_batches: list[MicroBatch], loss_fn: LossFn, chunk_size: int
+    model: torch.nn.Module,
+    micro_batches: list[MicroBatch],
+    loss_fn: LossFn,
+    chunk_size: int,
+    loss_scale: int | None = None,
 ) -> tuple[float, dict[str, list[Tensor]]]:
-    """Accumulates the gradients of all micro-batches; the loss is divided by the step's loss-token count, so the
-    gradient does not depend on how the samples were packed."""
+    """Accumulates the gradients of all micro-batches; the loss is divided by the step's loss-token count
+    (`loss_scale`, default: that of `micro_batches`), so the gradient does not depend on how the samples were packed
+    or spread over ranks."""
     device = next(model.parameters()).device
-    loss_scale = max(sum(mb.num_loss_tokens for mb in micro_batches), 1)
+    if loss_scale is None:
+        loss_scale = max(sum(mb.num_loss_tokens for mb in micro_batches), 1)
+    logprobs_fn = getattr(model, LOGPROBS_METHOD) if is_sharded(model) else functools.partial(packed_logprobs, model)
     total = 0.0
     metrics: dict[str, list[Tensor]] = {}
     for mb in micro_batches:
         mb = mb.to(device)
-        logprobs, entropy = packed_logprobs(
-            model,
+        logprobs, entropy = logprobs_fn(
             mb.input_ids,
             mb.position_ids,
             mb.temperatures,
@@ -66,6 +82,19 @@ def forward_backward(
     return total, metrics
 
 
+def sharded_forward_backward(
+    model: torch.nn.Module, micro_batches: list[MicroBatch], loss_fn: LossFn, chunk_size: int
+) -> tuple[float, dict[str, list[Tensor]]]:
+    """`forward_backward` of this rank's share of the step (every rank holds all `micro_batches`), padded to the
+    busiest rank's number of passes; the loss and metrics of all ranks."""
+    loss_scale = max(sum(mb.num_loss_tokens for mb in micro_batches), 1)
+    mine, padding = rank_micro_batches(micro_batches, World.current())
+    loss, metrics = forward_backward(model, mine, loss_fn, chunk_size, loss_scale)
+    for _ in range(padding):
+        padding_pass(model, chunk_size, next(model.parameters()).device)
+    return reduce_step(loss, metrics)
+
+
 def train_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -78,7 +107,8 @@ def train_step(
     """Forward/backward over all micro-batches, clip, optimizer and scheduler step (no optimizer step if non-finite)."""
     device = next(model.parameters()).device
     start = time.perf_counter()
-    loss, metrics = forward_backward(model, micro_batches, loss_fn, chunk_size)
+    backward = sharded_forward_backward if is_sharded(model) else forward_backward
+    loss, metrics = backward(model, micro_batches, loss_fn, chunk_size)
     synchronize(device)
     mid = time.perf_counter()
     grad_norm = clip_grad_norm(model, max_norm)

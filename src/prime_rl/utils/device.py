@@ -23,7 +23,9 @@ def default_dtype(device: torch.device) -> torch.dtype:
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return default_dtype(device)
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}[
+        name
+    ]
 
 
 def peak_memory_gib(device: torch.device) -> float:

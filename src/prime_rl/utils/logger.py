@@ -36,6 +36,9 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"prime_rl.{name}")
 
 
-def setup_process_logger(name: str, config: LogConfig, output_dir: Path) -> logging.Logger:
-    """`setup_logger` as a `[log]` section says: its level, and `output_dir/logs/<name>.log` when `file` is on."""
+def setup_process_logger(name: str, config: LogConfig, output_dir: Path, main: bool = True) -> logging.Logger:
+    """`setup_logger` as a `[log]` section says: its level, and `output_dir/logs/<name>.log` when `file` is on.
+    A trainer rank other than rank 0 (`main` False) logs warnings and errors to the console only."""
+    if not main:
+        return setup_logger(name, "warning")
     return setup_logger(name, config.level, RunDir(output_dir).log(name) if config.file else None)

@@ -13,15 +13,23 @@ from safetensors.torch import save_file
 
 from prime_rl.run_dir import RunDir, keep_last
 from prime_rl.trainer.ckpt import unique_state_dict
+from prime_rl.trainer.parallel import gather_weights, is_sharded
 from prime_rl.utils.fs import stable_dir
 
 WEIGHTS_FILE = "model.safetensors"
 
 
 def broadcast_weights(model: torch.nn.Module, output_dir: Path, step: int, keep: int) -> Path:
-    """Atomically writes the weights of policy `step`, then keeps only the newest `keep` broadcast directories."""
+    """Atomically writes the weights of policy `step`, then keeps only the newest `keep` broadcast directories.
+
+    A sharded model is gathered (every rank calls this) and rank 0 writes."""
     run = RunDir(output_dir)
-    state = {name: t.cpu() for name, t in unique_state_dict(model).items()}
+    if is_sharded(model):
+        state = gather_weights(model)
+        if state is None:
+            return run.broadcast(step)
+    else:
+        state = {name: t.cpu() for name, t in unique_state_dict(model).items()}
     with stable_dir(run.broadcast(step)) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "step": str(step)})
     keep_last(run.broadcasts, keep, protect={step})

@@ -125,6 +125,9 @@ class RLTrainerConfig(BaseTrainerConfig):
     """Loss (`type`: default | custom | built-in)."""
     data: DataConfig = DataConfig()
     """Batch source."""
+    num_processes: int = Field(1, ge=1)
+    """Trainer ranks `rl` starts on this machine under `torchrun --nproc-per-node` (one per GPU); 1 runs one plain
+    process. Unused when you start `trainer` yourself (torchrun then decides)."""
 
     @model_validator(mode="after")
     def _check_teacher(self) -> RLTrainerConfig:

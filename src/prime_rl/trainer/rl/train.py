@@ -6,12 +6,15 @@ from __future__ import annotations
 import time
 
 import torch
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from prime_rl.run_dir import RunDir
+from prime_rl.trainer.config import rank_threads
 from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
 from prime_rl.trainer.optim import setup_optimizer
 from prime_rl.trainer.outputs import CheckpointManager
 from prime_rl.trainer.packing import pack_samples
+from prime_rl.trainer.parallel import main_decides, setup_world
 from prime_rl.trainer.report import log_step, rl_batch_metrics
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.trainer.rl.data import check_staleness, setup_data_loader
@@ -27,21 +30,25 @@ from prime_rl.utils.wandb_logging import finish_wandb, setup_wandb
 from prime_rl.weights.broadcast import broadcast_weights
 
 
+@record  # under torchrun: this rank's error goes into torchrun's failure summary
 def train(config: RLTrainerConfig) -> None:
     out, run = config.output_dir, RunDir(config.output_dir)
-    logger = setup_process_logger("trainer", config.log, out)
-    set_num_threads(config.num_threads)
+    world = setup_world(config.model.device)  # a no-op outside torchrun
+    logger = setup_process_logger("trainer", config.log, out, world.is_main)
+    set_num_threads(rank_threads(config.num_threads, world.local_size))
     torch.manual_seed(config.seed)
     with config_key(config, "loss"):
         loss_fn = setup_loss_fn(config.loss)
-    model = setup_model(config.model)
+    model = setup_model(config.model, config.parallel, world)
     tokenizer = setup_tokenizer(config.model)
     optimizer = setup_optimizer(config.optim, model)
     scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
     checkpoints = CheckpointManager(out, config.ckpt, config.weights, model, tokenizer, optimizer, scheduler)
     data = setup_data_loader(config.data, out, model.config.vocab_size, config.seed)
-    metrics = MetricsWriter(run.metrics("trainer"))
-    setup_wandb(config.wandb, "trainer", out, config.model_dump(mode="json"))
+    metrics = None
+    if world.is_main:  # rank 0 alone reports
+        metrics = MetricsWriter(run.metrics("trainer"))
+        setup_wandb(config.wandb, "trainer", out, config.model_dump(mode="json"))
     device = model_device(model)
     keep_broadcasts = config.max_async_level + 1
     share_prompts = config.share_prompts and config.model.attn_implementation == "varlen"
@@ -50,7 +57,7 @@ def train(config: RLTrainerConfig) -> None:
     if config.ckpt.resume_step is not None:
         step = run.resume_step(config.ckpt.resume_step, ("trainer",))
         nonfinite_steps = checkpoints.load(step).get("nonfinite_steps", 0)
-        if step > 0 and not is_stable(run.broadcast(step)):
+        if step > 0 and not main_decides(is_stable(run.broadcast(step))):
             broadcast_weights(model, out, step, keep_broadcasts)
 
     logger.info(f"Training from step {step} to {config.max_steps} (output_dir {out})")
@@ -75,9 +82,10 @@ def train(config: RLTrainerConfig) -> None:
         step += 1
         result.times |= checkpoints.maybe_save(step, step == config.max_steps, {"nonfinite_steps": nonfinite_steps})
         result.times["step"] = time.perf_counter() - start
-        extra = rl_batch_metrics(step - 1, batch, micro_batches)
-        extra |= {"nonfinite": int(not result.finite), "nonfinite_steps": nonfinite_steps}
-        log_step(step - 1, len(batch.samples), micro_batches, result, device, metrics, logger, extra)
+        if metrics is not None:
+            extra = rl_batch_metrics(step - 1, batch, micro_batches)
+            extra |= {"nonfinite": int(not result.finite), "nonfinite_steps": nonfinite_steps}
+            log_step(step - 1, len(batch.samples), micro_batches, result, device, metrics, logger, extra)
     if step == config.max_steps:
         checkpoints.finish(step)
     finish_wandb()

@@ -6,12 +6,15 @@ from __future__ import annotations
 import time
 
 import torch
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from prime_rl.run_dir import RunDir
+from prime_rl.trainer.config import rank_threads
 from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
 from prime_rl.trainer.optim import setup_optimizer
 from prime_rl.trainer.outputs import CheckpointManager
 from prime_rl.trainer.packing import pack_samples
+from prime_rl.trainer.parallel import setup_world
 from prime_rl.trainer.report import log_step
 from prime_rl.trainer.scheduler import setup_scheduler
 from prime_rl.trainer.sft.config import SFTConfig
@@ -44,20 +47,25 @@ def setup_inputs(config: SFTConfig):
     return tokenizer, data, step
 
 
+@record  # under torchrun: this rank's error goes into torchrun's failure summary
 def train(config: SFTConfig) -> None:
     out, run = config.output_dir, RunDir(config.output_dir)
-    logger = setup_logger("sft", config.log.level)  # console only: nothing is written before the inputs check out
-    set_num_threads(config.num_threads)
+    world = setup_world(config.model.device)  # a no-op outside torchrun
+    level = config.log.level if world.is_main else "warning"
+    logger = setup_logger("sft", level)  # console only: nothing is written before the inputs check out
+    set_num_threads(rank_threads(config.num_threads, world.local_size))
     torch.manual_seed(config.seed)
     tokenizer, data, step = setup_inputs(config)
-    logger = setup_process_logger("sft", config.log, out)
+    logger = setup_process_logger("sft", config.log, out, world.is_main)
     logger.info(f"SFT data: {len(data.samples)} conversations, {config.batch_size} per step")
-    model = setup_model(config.model)
+    model = setup_model(config.model, config.parallel, world)
     optimizer = setup_optimizer(config.optim, model)
     scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
     checkpoints = CheckpointManager(out, config.ckpt, config.weights, model, tokenizer, optimizer, scheduler)
-    metrics = MetricsWriter(run.metrics("sft"))
-    setup_wandb(config.wandb, "sft", out, config.model_dump(mode="json"))
+    metrics = None
+    if world.is_main:  # rank 0 alone reports
+        metrics = MetricsWriter(run.metrics("sft"))
+        setup_wandb(config.wandb, "sft", out, config.model_dump(mode="json"))
     nonfinite_steps = checkpoints.load(step).get("nonfinite_steps", 0) if step > 0 else 0
 
     logger.info(f"Training from step {step} to {config.max_steps} (output_dir {out})")
@@ -73,8 +81,9 @@ def train(config: SFTConfig) -> None:
         step += 1
         result.times |= checkpoints.maybe_save(step, step == config.max_steps, {"nonfinite_steps": nonfinite_steps})
         result.times["step"] = time.perf_counter() - start
-        extra = {"nonfinite": int(not result.finite), "nonfinite_steps": nonfinite_steps}
-        log_step(step - 1, len(samples), micro_batches, result, model_device(model), metrics, logger, extra)
+        if metrics is not None:
+            extra = {"nonfinite": int(not result.finite), "nonfinite_steps": nonfinite_steps}
+            log_step(step - 1, len(samples), micro_batches, result, model_device(model), metrics, logger, extra)
     checkpoints.finish(step)
     finish_wandb()
     logger.info(f"Finished SFT at step {step}")
