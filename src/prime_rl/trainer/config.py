@@ -17,9 +17,6 @@ from prime_rl.utils.config.sections import CkptConfig, LoadedModelConfig, LogCon
 class TrainerModelConfig(LoadedModelConfig):
     """The causal LM to train."""
 
-    dtype: Literal["auto", "float32", "bfloat16", "float16", "float64"] = "auto"
-    """Parameter dtype; `auto` is float32 on CPU and bfloat16 on CUDA (`float64`: exactness checks)."""
-
     attn_implementation: Literal["varlen", "sdpa", "eager", "flash_attention_2"] = "varlen"
     """`varlen` runs SDPA per packed sample (exact, no cross-sample work); `sdpa`/`eager` use a block-diagonal mask."""
     cache_dir: Path | None = None

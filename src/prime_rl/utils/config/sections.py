@@ -22,8 +22,8 @@ class ModelConfig(BaseConfig):
 class LoadedModelConfig(ModelConfig):
     """A model whose weights the process loads (trainer, inference server)."""
 
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Weights and activations dtype; `auto` is float32 on CPU and bfloat16 on CUDA."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "float64"] = "auto"
+    """Weights and activations dtype; `auto` is float32 on CPU and bfloat16 on CUDA (`float64`: exactness checks)."""
     device: str = "auto"
     """Torch device (`auto`: CUDA when available, else CPU; or `cpu`, `cuda`, `cuda:1`, ...)."""
 
