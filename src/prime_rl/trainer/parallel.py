@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.elastic.multiprocessing.errors import record
 from torch.distributed.fsdp import (
     CPUOffloadPolicy,
     FSDPModule,
@@ -35,6 +37,8 @@ from prime_rl.utils.device import get_device
 from prime_rl.utils.fs import stable_dir
 from prime_rl.utils.logger import get_logger
 
+P = ParamSpec("P")
+R = TypeVar("R")
 LOGPROBS_METHOD = "packed_logprobs"
 """The sharded model's method running `packed_logprobs` inside FSDP's root forward hooks (see `shard_model`)."""
 
@@ -77,6 +81,16 @@ def setup_world(device_name: str) -> World:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         atexit.register(teardown_world)
     return World.current()
+
+
+def record_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn`, whose exception torchrun's failure summary shows (torchrun's `record`) when it runs under torchrun."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return record(fn)(*args, **kwargs) if under_torchrun() else fn(*args, **kwargs)
+
+    return wrapper
 
 
 def teardown_world() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import torch
-from torch.distributed.elastic.multiprocessing.errors import record
 
 from prime_rl.run_dir import RunDir
 from prime_rl.trainer.config import rank_threads
@@ -14,7 +13,7 @@ from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
 from prime_rl.trainer.optim import setup_optimizer
 from prime_rl.trainer.outputs import CheckpointManager
 from prime_rl.trainer.packing import pack_samples
-from prime_rl.trainer.parallel import main_decides, setup_world
+from prime_rl.trainer.parallel import main_decides, record_errors, setup_world
 from prime_rl.trainer.report import log_step, rl_batch_metrics
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.trainer.rl.data import check_staleness, setup_data_loader
@@ -30,7 +29,7 @@ from prime_rl.utils.wandb_logging import finish_wandb, setup_wandb
 from prime_rl.weights.broadcast import broadcast_weights
 
 
-@record  # under torchrun: this rank's error goes into torchrun's failure summary
+@record_errors
 def train(config: RLTrainerConfig) -> None:
     out, run = config.output_dir, RunDir(config.output_dir)
     world = setup_world(config.model.device)  # a no-op outside torchrun

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import torch
-from torch.distributed.elastic.multiprocessing.errors import record
 
 from prime_rl.run_dir import RunDir
 from prime_rl.trainer.config import rank_threads
@@ -14,7 +13,7 @@ from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
 from prime_rl.trainer.optim import setup_optimizer
 from prime_rl.trainer.outputs import CheckpointManager
 from prime_rl.trainer.packing import pack_samples
-from prime_rl.trainer.parallel import setup_world
+from prime_rl.trainer.parallel import record_errors, setup_world
 from prime_rl.trainer.report import log_step
 from prime_rl.trainer.scheduler import setup_scheduler
 from prime_rl.trainer.sft.config import SFTConfig
@@ -47,7 +46,7 @@ def setup_inputs(config: SFTConfig):
     return tokenizer, data, step
 
 
-@record  # under torchrun: this rank's error goes into torchrun's failure summary
+@record_errors
 def train(config: SFTConfig) -> None:
     out, run = config.output_dir, RunDir(config.output_dir)
     world = setup_world(config.model.device)  # a no-op outside torchrun
