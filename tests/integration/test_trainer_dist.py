@@ -17,7 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prime_rl.trainer.ckpt import checkpoint_dir, read_checkpoint_weights
+from prime_rl.run_dir import RunDir
+from prime_rl.trainer.ckpt import read_checkpoint_weights
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.trainer.rl.train import train as rl_train
 from prime_rl.trainer.sft.config import SFTConfig
@@ -56,6 +57,10 @@ def sft_args(model_dir: Path, data: Path, out: Path) -> list[str]:
         *("--data.path", str(data), "--max-steps", "1", "--batch-size", "3", "--seq-len", "48"),
         *("--optim.lr", "1e-3", "--num-threads", "1", "--log.level", "warning"),
     ]
+
+
+def checkpoint_dir(out: Path, step: int) -> Path:
+    return RunDir(out).checkpoint(step, "trainer")
 
 
 def weights(out: Path, step: int) -> dict[str, torch.Tensor]:
