@@ -165,7 +165,9 @@ def fails_on_rank_1(inputs):
 
 def test_rl_failing_trainer_rank_stops_the_run_within_a_minute(tmp_path, tiny_model_dir):
     (tmp_path / "rank_loss.py").write_text(RANK_LOSS.format(out=tmp_path / "out"))
-    loss = '[trainer]\nnum_processes = 2\n[trainer.loss]\ntype = "custom"\nimport_path = "rank_loss.fails_on_rank_1"\n'
+    # Without shared prompts the 8 samples fill 2 micro-batches, one per rank, so rank 1 calls the loss.
+    loss = "[trainer]\nnum_processes = 2\nshare_prompts = false\n"
+    loss += '[trainer.loss]\ntype = "custom"\nimport_path = "rank_loss.fails_on_rank_1"\n'
     result = _rl(_config(tmp_path, tiny_model_dir, loss))
     ended = time.time()
     assert result.returncode == 1
