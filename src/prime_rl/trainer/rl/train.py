@@ -53,8 +53,11 @@ def train(config: RLTrainerConfig) -> None:
     share_prompts = config.share_prompts and config.model.attn_implementation == "varlen"
 
     step, nonfinite_steps = 0, 0
+    save_times = {"checkpoint": 0.0, "export": 0.0}  # of the save before a step, logged in that step's record
     if config.ckpt.resume_step is not None:
         step = run.resume_step(config.ckpt.resume_step, ("trainer",))
+        if world.is_main:
+            run.rewind_metrics(step, ("trainer",))  # a no-op under `rl`, which rewound already
         nonfinite_steps = checkpoints.load(step).get("nonfinite_steps", 0)
         if step > 0 and not main_decides(is_stable(run.broadcast(step))):
             broadcast_weights(model, out, step, keep_broadcasts)
@@ -78,13 +81,16 @@ def train(config: RLTrainerConfig) -> None:
         t = time.perf_counter()
         broadcast_weights(model, out, step + 1, keep_broadcasts)
         result.times["broadcast"] = time.perf_counter() - t
-        step += 1
-        result.times |= checkpoints.maybe_save(step, step == config.max_steps, {"nonfinite_steps": nonfinite_steps})
+        result.times |= save_times
         result.times["step"] = time.perf_counter() - start
         if metrics is not None:
-            extra = rl_batch_metrics(step - 1, batch, micro_batches)
+            extra = rl_batch_metrics(step, batch, micro_batches)
             extra |= {"nonfinite": int(not result.finite), "nonfinite_steps": nonfinite_steps}
-            log_step(step - 1, len(batch.samples), micro_batches, result, device, metrics, logger, extra)
+            # The record before the checkpoint: a checkpoint of step N+1 implies the record of step N (a resume from
+            # N+1 never trains N again, so a record written later would be lost for good, docs/resume.md).
+            log_step(step, len(batch.samples), micro_batches, result, device, metrics, logger, extra)
+        step += 1
+        save_times = checkpoints.maybe_save(step, step == config.max_steps, {"nonfinite_steps": nonfinite_steps})
     if step == config.max_steps:
         checkpoints.finish(step)
     finish_wandb()
