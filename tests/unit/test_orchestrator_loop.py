@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.orchestrator.orchestrator import run
-from prime_rl.transport.filesystem import FileSystemReceiver
+from prime_rl.transport.filesystem import FileSystemReceiver, FileSystemSender
 from prime_rl.utils.fs import stable_dir
 from prime_rl.utils.metrics import read_metrics
 
@@ -228,3 +228,18 @@ def test_refill_and_difficulty_pools_resume_exactly(tmp_path):
     assert [(r["pool/easy"], r["pool/hard"], r["pool/normal"]) for r in records] == [
         (0.0, 1.0, 2.0), (0.0, 0.0, 4.0), (0.0, 0.0, 6.0), (0.0, 2.0, 8.0)
     ]  # fmt: skip
+
+
+def test_each_steps_record_is_written_before_its_batch(tmp_path, monkeypatch):
+    """Killed between the two, a resume (from a step no later than this one) discards the record and writes it
+    again; the other order would lose the record of a batch the trainer trained."""
+    send, recorded = FileSystemSender.send, []
+
+    def checked_send(self, batch):
+        recorded.append([r["step"] for r in read_metrics(tmp_path / "metrics" / "orchestrator.jsonl")])
+        send(self, batch)
+
+    monkeypatch.setattr(FileSystemSender, "send", checked_send)
+    with FakeServer() as server:
+        _run(tmp_path, server.port, 1, max_steps=3)
+    assert recorded == [[0], [0, 1], [0, 1, 2]]

@@ -39,7 +39,7 @@ from prime_rl.orchestrator.scheduler import PolicyScheduler, UpdateFn
 from prime_rl.run_dir import RunDir
 from prime_rl.transport.base import BatchSender
 from prime_rl.transport.filesystem import FileSystemSender
-from prime_rl.transport.types import batch_digest
+from prime_rl.transport.types import TrainingBatch, batch_digest
 from prime_rl.utils.config import RunError, config_key
 from prime_rl.utils.logger import get_logger, setup_process_logger
 from prime_rl.utils.metrics import MetricsWriter
@@ -75,15 +75,14 @@ def log_samples(config: OrchestratorConfig, step: int, groups: list[Group]) -> N
         run.log_table(step, "samples", SAMPLE_COLUMNS, sample_rows(step, groups, config.wandb.samples_per_step))
 
 
-def write_batch(
-    config: OrchestratorConfig, step: int, generation: Generation, groups: list[Group], sender: BatchSender
-) -> dict[str, Any]:
-    """Advantages, batch assembly of `groups` and the atomic write; returns the step's rollout (all generated
-    groups), batch and timing metrics."""
+def make_batch(
+    config: OrchestratorConfig, step: int, generation: Generation, groups: list[Group]
+) -> tuple[TrainingBatch, dict[str, Any]]:
+    """Advantages and batch assembly of `groups`; returns the batch and the step's rollout (all generated groups),
+    batch and timing metrics."""
     start = time.perf_counter()
     batch, stats = assemble_batch(step, groups, config.advantage, config.seq_len, config.filter_zero_variance)
-    sender.send(batch)
-    return {
+    return batch, {
         **reward_metrics(generation.groups),
         **rollout_metrics(generation.groups),
         **batch_metrics(step, batch, stats),
@@ -145,9 +144,9 @@ async def orchestrate_step(
     scheduler: PolicyScheduler,
     sender: BatchSender,
     timer: ScoreTimer,
-) -> dict[str, float]:
-    """Policy → examples → rollouts (refills) → difficulty pools → (checkpoint of step + 1) → batch; returns the
-    step's metrics."""
+) -> None:
+    """Policy → examples → rollouts (refills) → difficulty pools → (checkpoint of step + 1) → metrics record →
+    batch."""
     step_start = time.perf_counter()
     waited = await scheduler.prepare(step)
 
@@ -175,13 +174,17 @@ async def orchestrate_step(
         metrics |= pool_metrics(buffer.pools)
     if ckpt.is_ckpt_step(step + 1, config.ckpt.interval, config.max_steps):
         ckpt.save_ckpt(config.output_dir, step + 1, {"buffer": buffer.state_dict()}, config.ckpt.keep_last)
-    metrics |= write_batch(config, step, generation, groups, sender)
-    log_samples(config, step, groups)
-    return metrics | {
+    batch, batch_record = make_batch(config, step, generation, groups)
+    metrics |= batch_record | {
         "policy/loaded": float(scheduler.loaded),
         "time/wait_for_weights": waited,
         "time/step": time.perf_counter() - step_start,
     }
+    # The record before the batch: a batch the trainer may train always has its record (a resume after that step
+    # never writes it again, docs/resume.md).
+    log_step(config, step, metrics)
+    log_samples(config, step, groups)
+    sender.send(batch)
 
 
 async def run(config: OrchestratorConfig) -> None:
@@ -211,7 +214,7 @@ async def run(config: OrchestratorConfig) -> None:
             log_eval(config, -1, await run_eval(config, -1, eval_envs, client, scheduler))
         logger.info("orchestrating steps %d..%d with envs %s", start_step, config.max_steps - 1, list(envs))
         for step in range(start_step, config.max_steps):
-            log_step(config, step, await orchestrate_step(config, step, buffer, envs, client, scheduler, sender, timer))
+            await orchestrate_step(config, step, buffer, envs, client, scheduler, sender, timer)
             if eval_due(config, step):
                 log_eval(config, step, await run_eval(config, step, eval_envs, client, scheduler))
         if start_step == config.max_steps and eval_due(config, start_step - 1) and not final_eval_logged(config):
