@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,18 +37,6 @@ VICTIMS = ("rl", "inference", "orchestrator", "trainer")
 ORPHAN_SECONDS = 5.0
 STOP_SECONDS = 30.0  # `rl` gives each remaining child 10 s to stop before it SIGKILLs it
 STALL_SECONDS = 900.0  # no launch of a tiny run takes this long, even on a loaded machine
-
-
-@dataclass
-class Tally:
-    kills: int = 0
-    runs: int = 0
-    lost: int = 0
-    duplicated: int = 0
-    unordered: int = 0
-    mismatched: int = 0
-    orphans: int = 0
-    failures: int = 0
 
 
 def write_config(run_dir: Path, model_dir: Path, steps: int, async_level: int) -> Path:
@@ -129,14 +117,14 @@ def stop(proc: subprocess.Popen, pids: list[int]) -> None:
     proc.wait()
 
 
-def fail(tally: Tally, what: str, log: Path) -> str:
-    tally.failures += 1
+def fail(tally: Counter, what: str, log: Path) -> str:
+    tally["failures"] += 1
     tail = log.read_text(errors="replace").splitlines()[-15:]
     print(f"  FAILURE: {what}\n" + "\n".join(f"    | {line}" for line in tail), flush=True)
     return "failed"
 
 
-def kill_one(proc: subprocess.Popen, log: Path, rng: random.Random, tally: Tally) -> str:
+def kill_one(proc: subprocess.Popen, log: Path, rng: random.Random, tally: Counter) -> str:
     """SIGKILLs `rl` or one of its live children and checks the aftermath; 'killed', 'finished' or 'failed'."""
     from prime_rl.utils.lifecycle import alive
 
@@ -151,8 +139,8 @@ def kill_one(proc: subprocess.Popen, log: Path, rng: random.Random, tally: Tally
     if proc.returncode == 0:  # the run finished before the signal landed
         return "finished"
     survivors = gone_within(list(procs), ORPHAN_SECONDS if victim == "rl" else 1.0)
-    tally.kills, tally.orphans = tally.kills + 1, tally.orphans + len(survivors)
-    print(f"kill {tally.kills}: {victim} (pid {pid}), orphans {len(survivors)}", flush=True)
+    tally.update(kills=1, orphans=len(survivors))
+    print(f"kill {tally['kills']}: {victim} (pid {pid}), orphans {len(survivors)}", flush=True)
     if survivors:
         print(f"  ORPHANS: {[(p, procs[p]) for p in survivors]}", flush=True)
         stop(proc, survivors)
@@ -162,7 +150,7 @@ def kill_one(proc: subprocess.Popen, log: Path, rng: random.Random, tally: Tally
     return "killed"
 
 
-def launch(config: Path, resume: bool, rng: random.Random, tally: Tally, kill: bool) -> str:
+def launch(config: Path, resume: bool, rng: random.Random, tally: Counter, kill: bool) -> str:
     """One `rl` launch, SIGKILLed at a random moment (with `kill`) or left to finish; see `kill_one`."""
     out, log = config.parent / "out", config.parent / "rl.stderr"
     cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(config), *(["--ckpt.resume-step", "-1"] if resume else [])]
@@ -185,7 +173,7 @@ def launch(config: Path, resume: bool, rng: random.Random, tally: Tally, kill: b
     return "finished" if proc.returncode == 0 else fail(tally, f"rl exited with {proc.returncode} unkilled", log)
 
 
-def finish_run(config: Path, steps: int, rng: random.Random, tally: Tally, may_kill) -> None:
+def finish_run(config: Path, steps: int, rng: random.Random, tally: Counter, may_kill) -> None:
     """Launches (and kills) until the run finishes, then checks that it trained every step exactly once."""
     from prime_rl.launcher.resume import latest_resumable
     from prime_rl.orchestrator.resume import History, read_history
@@ -198,10 +186,8 @@ def finish_run(config: Path, steps: int, rng: random.Random, tally: Tally, may_k
             return
         resume = latest_resumable(out) is not None
     history = read_history(out, steps)
-    tally.runs += 1
-    for key in ("lost", "duplicated", "unordered", "mismatched"):
-        setattr(tally, key, getattr(tally, key) + len(getattr(history, key)))
-    print(f"run {tally.runs} finished: {history}", flush=True)
+    tally.update(runs=1, **{key: len(steps) for key, steps in vars(history).items()})
+    print(f"run {tally['runs']} finished: {history}", flush=True)
     if history == History(lost=[], duplicated=[], unordered=[], mismatched=[]):
         shutil.rmtree(out)  # a run's checkpoints take ~0.5 GB; a faulty run stays for inspection
 
@@ -215,7 +201,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where runs go (default: a new temporary directory)")
     args = parser.parse_args()
     seed = random.randrange(2**32) if args.seed is None else args.seed
-    rng, tally, start = random.Random(seed), Tally(), time.monotonic()
+    rng, tally, start = random.Random(seed), Counter(), time.monotonic()
     root = args.dir or Path(tempfile.mkdtemp(prefix="soak-"))
     print(f"seed {seed}, runs under {root}", flush=True)
     sys.path.insert(0, str(REPO / "tests"))
@@ -225,7 +211,7 @@ def main() -> None:
     model_dir = build_tiny_model_dir(root / "model")
 
     def may_kill() -> bool:
-        return tally.kills < args.kills and time.monotonic() < start + 60 * args.max_minutes
+        return tally["kills"] < args.kills and time.monotonic() < start + 60 * args.max_minutes
 
     for run in itertools.count():
         if not may_kill():
@@ -234,10 +220,10 @@ def main() -> None:
         run_dir.mkdir()
         finish_run(write_config(run_dir, model_dir, args.steps, rng.choice((1, 2))), args.steps, rng, tally, may_kill)
     minutes = (time.monotonic() - start) / 60
-    print(f"digest mismatches: {tally.mismatched}, out of order: {tally.unordered}, failures: {tally.failures}, "
-          f"wall time: {minutes:.1f} min")  # fmt: skip
-    print(f"kills: {tally.kills}, runs: {tally.runs}, lost steps: {tally.lost}, duplicated: {tally.duplicated}, "
-          f"orphans: {tally.orphans}")  # fmt: skip
+    print(f"digest mismatches: {tally['mismatched']}, out of order: {tally['unordered']}, "
+          f"failures: {tally['failures']}, wall time: {minutes:.1f} min")  # fmt: skip
+    print(f"kills: {tally['kills']}, runs: {tally['runs']}, lost steps: {tally['lost']}, "
+          f"duplicated: {tally['duplicated']}, orphans: {tally['orphans']}")  # fmt: skip
 
 
 if __name__ == "__main__":
