@@ -72,10 +72,11 @@ def _trained(out: Path) -> int:
 
 
 def _kill_during(config: Path, victim: str, rng: random.Random, *extra: str) -> str:
-    """Starts `rl`, SIGKILLs `victim` once a random number of new steps were trained (+ a random delay)."""
+    """Starts `rl`, SIGKILLs `victim` once a random number (2 or 3) of new steps were trained (+ a random delay)."""
     out = config.parent / "out"
     before = _trained(out)
-    target = before + rng.randint(1, 2)
+    # The record of step N is written before the checkpoint of N+1: two new records mean a new checkpoint.
+    target = before + rng.randint(2, 3)
     proc = _start(config, *extra)
     deadline = time.monotonic() + 240
     while _trained(out) < target:
