@@ -99,16 +99,6 @@ def wait(proc: subprocess.Popen, seconds: float, until=lambda: False) -> bool:
     return True
 
 
-def gone_within(pids: list[int], seconds: float) -> list[int]:
-    """The pids still alive after `seconds`."""
-    from prime_rl.utils.lifecycle import alive
-
-    deadline = time.monotonic() + seconds
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return [p for p in pids if alive(p)]
-
-
 def stop(proc: subprocess.Popen, pids: list[int]) -> None:
     """Ends a stalled launch or orphans: `rl` and the processes it started (by pid)."""
     for pid in [proc.pid, *pids]:
@@ -126,7 +116,7 @@ def fail(tally: Counter, what: str, log: Path) -> str:
 
 def kill_one(proc: subprocess.Popen, log: Path, rng: random.Random, tally: Counter) -> str:
     """SIGKILLs `rl` or one of its live children and checks the aftermath; 'killed', 'finished' or 'failed'."""
-    from prime_rl.utils.lifecycle import alive
+    from prime_rl.utils.lifecycle import alive, alive_after
 
     procs = descendants(proc.pid)
     victim = rng.choice(["rl", *sorted({name for p, name in procs.items() if name in VICTIMS and alive(p)})])
@@ -138,7 +128,7 @@ def kill_one(proc: subprocess.Popen, log: Path, rng: random.Random, tally: Count
         return fail(tally, f"rl did not stop within {STOP_SECONDS:.0f} s after {victim} was killed", log)
     if proc.returncode == 0:  # the run finished before the signal landed
         return "finished"
-    survivors = gone_within(list(procs), ORPHAN_SECONDS if victim == "rl" else 1.0)
+    survivors = alive_after(list(procs), ORPHAN_SECONDS if victim == "rl" else 1.0)
     tally.update(kills=1, orphans=len(survivors))
     print(f"kill {tally['kills']}: {victim} (pid {pid}), orphans {len(survivors)}", flush=True)
     if survivors:
@@ -186,7 +176,7 @@ def finish_run(config: Path, steps: int, rng: random.Random, tally: Counter, may
             return
         resume = latest_resumable(out) is not None
     history = read_history(out, steps)
-    tally.update(runs=1, **{key: len(steps) for key, steps in vars(history).items()})
+    tally.update(runs=1, **{key: len(found) for key, found in vars(history).items()})
     print(f"run {tally['runs']} finished: {history}", flush=True)
     if history == History(lost=[], duplicated=[], unordered=[], mismatched=[]):
         shutil.rmtree(out)  # a run's checkpoints take ~0.5 GB; a faulty run stays for inspection

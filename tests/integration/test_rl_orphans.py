@@ -13,7 +13,7 @@ from pathlib import Path
 from test_resume import _config, _pids, _start, _trained, assert_exactly_once
 
 from prime_rl.launcher.preflight import RunLock
-from prime_rl.utils.lifecycle import alive
+from prime_rl.utils.lifecycle import alive_after
 
 
 def _wait_trained(out: Path, steps: int, proc: subprocess.Popen) -> None:
@@ -24,14 +24,6 @@ def _wait_trained(out: Path, steps: int, proc: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
-def _wait_gone(pids: list[int], seconds: float) -> list[int]:
-    """The pids still alive after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return [p for p in pids if alive(p)]
-
-
 def test_sigkill_of_rl_leaves_nothing_alive_and_resume_trains_exactly_once(tmp_path, tiny_model_dir):
     config, out, steps = _config(tmp_path, tiny_model_dir), tmp_path / "out", ("--max-steps", "6")
     proc = _start(config, *steps)
@@ -40,7 +32,7 @@ def test_sigkill_of_rl_leaves_nothing_alive_and_resume_trains_exactly_once(tmp_p
     assert sorted(children) == ["inference", "orchestrator", "trainer"]
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
-    assert _wait_gone(list(children.values()), 5.0) == []
+    assert alive_after(list(children.values()), 5.0) == []
     os.close(RunLock(out).fd)  # nothing of the run holds its directory
 
     resumed = _start(config, *steps, "--ckpt.resume-step", "-1")
@@ -73,5 +65,5 @@ def test_second_rl_on_the_directory_or_port_is_refused_and_sighup_stops_the_run(
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr[-3000:]
     assert "rl: interrupted after" in stderr
-    assert _wait_gone(list(children.values()), 0.0) == []
+    assert alive_after(list(children.values()), 0.0) == []
     os.close(RunLock(out).fd)

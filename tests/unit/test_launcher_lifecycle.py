@@ -13,7 +13,7 @@ import pytest
 from prime_rl.launcher.config import RLConfig
 from prime_rl.launcher.preflight import RunLock, check_port_free
 from prime_rl.utils.config import ConfigError, parse_config
-from prime_rl.utils.lifecycle import alive
+from prime_rl.utils.lifecycle import alive, alive_after
 
 
 def test_run_lock_names_the_holder_and_is_free_once_its_holders_exit(tmp_path):
@@ -103,10 +103,7 @@ def test_children_and_grandchildren_die_with_their_launcher(mechanism):
     assert len(pids) == 3 and all(alive(p) for p in pids)
     os.kill(launcher.pid, signal.SIGKILL)
     launcher.wait()
-    deadline = time.monotonic() + 5
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [p for p in pids if alive(p)]
+    assert alive_after(pids, 5.0) == []
 
 
 def test_process_dying_during_start_up_gets_the_resume_hint(tmp_path, monkeypatch, capsys):

@@ -59,6 +59,14 @@ def alive(pid: int) -> bool:
     return any(_task_state(pid, tid) not in ("Z", "X", None) for tid in tasks)
 
 
+def alive_after(pids: list[int], seconds: float) -> list[int]:
+    """Waits up to `seconds` for every process of `pids` to end; returns those still alive."""
+    deadline = time.monotonic() + seconds
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
 def _task_state(pid: int, tid: str) -> str | None:
     try:
         with open(f"/proc/{pid}/task/{tid}/stat") as f:
