@@ -6,7 +6,7 @@ checkpoint), until the runs finish; then the next run starts.
 
 After a kill of `rl`, no process of the run may be alive 5 s later; after a kill of a child, `rl` must exit 1 naming
 it and leave nothing alive. Survivors count as orphans (and are then killed). Every finished run must have trained
-exactly once (`read_history` in `orchestrator/resume.py`). Two kills in three wait for a step trained by the
+exactly once (`read_history` in `launcher/history.py`). Two kills in three wait for a step trained by the
 current launch first, so they land during training, not only during start-up. After `--kills` kills (or
 `--max-minutes`) the current run is finished without kills and checked.
 
@@ -166,7 +166,7 @@ def launch(config: Path, resume: bool, rng: random.Random, tally: Counter, kill:
 def finish_run(config: Path, steps: int, rng: random.Random, tally: Counter, may_kill) -> None:
     """Launches (and kills) until the run finishes, then checks that it trained every step exactly once."""
     from prime_rl.launcher.resume import latest_resumable
-    from prime_rl.orchestrator.resume import History, read_history
+    from prime_rl.launcher.history import History, read_history
 
     out, resume, failures = config.parent / "out", False, 0
     while (outcome := launch(config, resume, rng, tally, may_kill())) != "finished":
