@@ -165,8 +165,8 @@ def launch(config: Path, resume: bool, rng: random.Random, tally: Counter, kill:
 
 def finish_run(config: Path, steps: int, rng: random.Random, tally: Counter, may_kill) -> None:
     """Launches (and kills) until the run finishes, then checks that it trained every step exactly once."""
-    from prime_rl.launcher.resume import latest_resumable
     from prime_rl.launcher.history import History, read_history
+    from prime_rl.launcher.resume import latest_resumable
 
     out, resume, failures = config.parent / "out", False, 0
     while (outcome := launch(config, resume, rng, tally, may_kill())) != "finished":
