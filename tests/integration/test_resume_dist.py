@@ -7,7 +7,9 @@ import signal
 from pathlib import Path
 
 from test_resume import _config, _pids, _start, assert_exactly_once
-from test_rl_orphans import _wait_gone, _wait_trained
+from test_rl_orphans import _wait_trained
+
+from prime_rl.utils.lifecycle import alive_after
 
 MAX_STEPS = 4
 ARGS = ("--max-steps", str(MAX_STEPS), "--trainer.num-processes", "2")
@@ -33,7 +35,7 @@ def test_sigkill_of_a_trainer_rank_stops_the_run_and_resume_trains_exactly_once(
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1, stderr[-3000:]
     assert "trainer exited with code 1" in stderr and "with `--ckpt.resume-step -1`" in stderr
-    assert _wait_gone([*children.values(), *ranks], 5.0) == []
+    assert alive_after([*children.values(), *ranks], 5.0) == []
 
     resumed = _start(config, *ARGS, "--ckpt.resume-step", "-1")
     _, stderr = resumed.communicate(timeout=300)
