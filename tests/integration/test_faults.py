@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from prime_rl.trainer.ckpt import read_checkpoint_weights
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.trainer.rl.train import train
 from prime_rl.utils.config import parse_config
@@ -44,7 +45,10 @@ def _config(model_dir: Path, tmp_path: Path, policy: str, value: str) -> RLTrain
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path / "model.safetensors"))
+    """A broadcast's safetensors or a trainer checkpoint's (DCP) model tensors."""
+    if (path / "model.safetensors").is_file():
+        return load_file(str(path / "model.safetensors"))
+    return read_checkpoint_weights(path)
 
 
 def _all_finite(state: dict[str, torch.Tensor]) -> bool:
