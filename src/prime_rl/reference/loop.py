@@ -73,7 +73,7 @@ async def run_reference(config: RLConfig) -> ReferenceRun:
             )  # fmt: skip
             client.raise_if_unreachable()
             batch, _ = assemble_batch(step, generation.groups, orch.advantage, orch.seq_len, orch.filter_zero_variance)
-            micro_batches = pack_samples(batch.samples, trainer.seq_len)
+            micro_batches = pack_samples(batch.samples, trainer.seq_len, share=trainer.packs_shared_prompts)
             if not micro_batches:
                 raise ValueError(f"step {step}: the batch has no tokens ({len(batch.samples)} samples)")
             result = train_step(

@@ -137,3 +137,8 @@ class RLTrainerConfig(BaseTrainerConfig):
                 f"trainer.loss.teacher_tau = {self.loss.teacher_tau}: no teacher model is supported yet, set it to 0"
             )
         return self
+
+    @property
+    def packs_shared_prompts(self) -> bool:
+        """`share_prompts` where it applies (`varlen` attention); the trainer and the reference loop pack alike."""
+        return self.share_prompts and self.model.attn_implementation == "varlen"

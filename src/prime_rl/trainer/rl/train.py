@@ -50,7 +50,6 @@ def train(config: RLTrainerConfig) -> None:
         setup_wandb(config.wandb, "trainer", out, config.model_dump(mode="json"))
     device = model_device(model)
     keep_broadcasts = config.max_async_level + 1
-    share_prompts = config.share_prompts and config.model.attn_implementation == "varlen"
 
     step, nonfinite_steps = 0, 0
     save_times = {"checkpoint": 0.0, "export": 0.0}  # of the save before a step, logged in that step's record
@@ -68,7 +67,7 @@ def train(config: RLTrainerConfig) -> None:
         batch = data.get_batch(step)
         check_staleness(batch, step, config.max_async_level)
         waited = time.perf_counter() - start
-        micro_batches = pack_samples(batch.samples, config.seq_len, share=share_prompts)
+        micro_batches = pack_samples(batch.samples, config.seq_len, share=config.packs_shared_prompts)
         if not micro_batches:
             raise ValueError(f"step {step}: the batch has no tokens ({len(batch.samples)} samples)")
         result = train_step(
