@@ -1,13 +1,20 @@
-"""Inference server throughput vs a plain batched `model.generate` of the same prompts, in the same run.
+"""Inference server throughput: one engine vs a plain batched `model.generate` of the same prompts, or the two engines
+(`hf`, `vllm`) side by side, in the same run.
 
 Scenarios (SmolLM2-135M-Instruct, CPU, float32, sampling at temperature 1):
   (a) 64 concurrent chat requests, max_tokens=128, natural stopping (EOS);
-  (b) 16 concurrent requests of exactly 128 tokens (min_tokens = max_tokens = 128).
+  (b) 16 concurrent requests of exactly 128 tokens (min_tokens = max_tokens = 128);
+  (c) one request of exactly 128 tokens.
 Tokens/s counts completion tokens actually produced (up to and including EOS; the baseline's padding after EOS is
 not counted). Time to first token: the server streams (`stream: true`) and the first content chunk is timed; the
 baseline's first token is when `generate` hands its first new tokens to a streamer (after the batched prefill).
+Start-up is the time from launching the server to its first healthy `/health` (vLLM compiles and warms up).
 
-Usage: python benchmarks/inference.py [--threads 2] [--scenario a|b|both]
+With `--engine both` the servers run one after the other (never together) on the same prompts and seeds, and each
+line compares vLLM with the HF engine as the baseline; the vLLM engine needs vLLM installed (`make test-vllm`
+creates `.venv-vllm` with its CPU build: run this script with `.venv-vllm/bin/python`).
+
+Usage: python benchmarks/inference.py [--engine hf|vllm|both] [--threads 2] [--scenario a|b|c|both|all]
 """
 
 from __future__ import annotations
@@ -46,21 +53,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, threads: int, batch: int) -> subprocess.Popen:
+SCENARIOS = {
+    "a": ("inference_64x128_natural", 64, 128, 0),
+    "b": ("inference_16x128_exact", 16, 128, 128),
+    "c": ("inference_1x128_exact", 1, 128, 128),
+}
+"""Letter -> (name, requests, max_tokens, min_tokens)."""
+SELECTIONS = {"a": "a", "b": "b", "c": "c", "both": "ba", "all": "bac"}
+START_TIMEOUT_S = 1800
+
+
+def start_server(port: int, threads: int, batch: int, engine: str) -> tuple[subprocess.Popen, float]:
+    """Starts `inference --engine <engine>`; returns the process and its start-up seconds (launch to healthy)."""
     exe = Path(sys.executable).with_name("inference")
-    cmd = [str(exe), "--server.port", str(port), "--num-threads", str(threads), "--max-batch-size", str(batch)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline:
+    cmd = [str(exe), "--engine", engine, "--server.port", str(port), "--num-threads", str(threads),
+           "--max-batch-size", str(batch)]  # fmt: skip
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    while time.perf_counter() - start < START_TIMEOUT_S:
         if proc.poll() is not None:
-            raise RuntimeError(f"inference server exited: {proc.stderr.read()[-2000:]}")
+            raise RuntimeError(f"{engine} inference server exited: {proc.stderr.read()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
+                return proc, time.perf_counter() - start
         except httpx.HTTPError:
             time.sleep(0.5)
     proc.kill()
-    raise RuntimeError("inference server did not become healthy within 300 s")
+    raise RuntimeError(f"{engine} inference server did not become healthy within {START_TIMEOUT_S} s")
 
 
 async def one_request(client: httpx.AsyncClient, url: str, body: dict, start: float) -> tuple[int, float]:
@@ -153,30 +173,77 @@ def scenario(name: str, port: int, model_path: str, prompts: list[str], max_new:
     return f"{name}: {ours:.1f} tok/s (baseline: {base:.1f} tok/s, ratio: {ours / base:.2f}x)"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--scenario", choices=["a", "b", "both"], default="both")
-    args = parser.parse_args()
-    import torch
+def serve_and_measure(engine: str, threads: int, letters: str) -> tuple[float, dict[str, tuple[float, float, int]]]:
+    """Start-up seconds and `{scenario letter: (tok/s, mean TTFT, tokens)}` of one engine's server."""
+    port = free_port()
+    server, startup = start_server(port, threads, 64, engine)
+    print(f"[{engine}] start-up {startup:.1f} s", flush=True)
+    results = {}
+    try:
+        asyncio.run(run_server(port, make_prompts(2), {"max_tokens": 4}))  # warm-up
+        for letter in letters:
+            name, count, max_new, min_new = SCENARIOS[letter]
+            params = {"max_tokens": max_new, "min_tokens": min_new, "temperature": 1.0}
+            results[letter] = asyncio.run(run_server(port, make_prompts(count), params))
+            tps, ttft, tokens = results[letter]
+            print(f"[{engine}] {name}: {tps:.1f} tok/s ({tokens} tokens, mean TTFT {ttft:.2f} s)", flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return startup, results
 
+
+def compare_engines(threads: int, letters: str) -> list[str]:
+    """vLLM vs the HF engine (the baseline) on the same prompts, one server at a time."""
+    hf_start, hf = serve_and_measure("hf", threads, letters)
+    vllm_start, vllm = serve_and_measure("vllm", threads, letters)
+    lines = [
+        f"inference_startup_vllm: {vllm_start:.1f} s (baseline: {hf_start:.1f} s, ratio: {vllm_start / hf_start:.2f}x)"
+    ]
+    for letter in letters:
+        name = SCENARIOS[letter][0]
+        print(f"[{name}] mean TTFT vllm {vllm[letter][1]:.2f} s, hf {hf[letter][1]:.2f} s", flush=True)
+        ratio = vllm[letter][0] / hf[letter][0]
+        lines.append(
+            f"{name}_vllm: {vllm[letter][0]:.1f} tok/s (baseline: {hf[letter][0]:.1f} tok/s, ratio: {ratio:.2f}x)"
+        )
+    return lines
+
+
+def against_generate(engine: str, threads: int, letters: str) -> list[str]:
+    """One engine's server vs a batched `model.generate` of the same prompts (the baseline)."""
     from prime_rl.utils.models import resolve_model_path
 
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     model_path = resolve_model_path("smollm2-135m-instruct")
     port = free_port()
-    server = start_server(port, args.threads, 64)
+    server, _ = start_server(port, threads, 64, engine)
     lines = []
     try:
         asyncio.run(run_server(port, make_prompts(2), {"max_tokens": 4}))  # warm-up
-        if args.scenario in ("b", "both"):
-            lines.append(scenario("inference_16x128_exact", port, model_path, make_prompts(16), 128, 128))
-        if args.scenario in ("a", "both"):
-            lines.append(scenario("inference_64x128_natural", port, model_path, make_prompts(64), 128, 0))
+        for letter in letters:
+            name, count, max_new, min_new = SCENARIOS[letter]
+            lines.append(scenario(name, port, model_path, make_prompts(count), max_new, min_new))
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait(timeout=60)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", choices=["hf", "vllm", "both"], default="hf")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--scenario", choices=list(SELECTIONS), default="both")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    letters = SELECTIONS[args.scenario]
+    if args.engine == "both":
+        lines = compare_engines(args.threads, letters)
+    else:
+        lines = against_generate(args.engine, args.threads, letters)
     for line in lines:
         print(line)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -33,6 +34,35 @@ class ServerConfig(BaseConfig):
     """Largest request body accepted; a larger one is answered 413 without being read."""
 
 
+class VLLMConfig(BaseConfig):
+    """Options of the vLLM engine (`engine = "vllm"`), passed to vLLM's engine arguments; None keeps vLLM's default."""
+
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
+    """Fraction of each GPU's memory vLLM may use (weights + KV cache); ignored on CPU."""
+
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    """GPUs one server shards the model over."""
+
+    enable_prefix_caching: bool | None = None
+    """Reuse the KV cache of shared prompt prefixes (reset at every weight update)."""
+
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    """Most sequences decoded together; None uses the server's `max_batch_size`."""
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
+    """Overrides `model.dtype` for vLLM (`auto` is vLLM's own choice from the model config)."""
+
+    enforce_eager: bool = False
+    """Skip CUDA graphs / compilation: faster start-up, slower decoding."""
+
+    kv_cache_gib: float | None = Field(default=None, gt=0)
+    """KV cache size in GiB; None sizes it from `gpu_memory_utilization` on GPUs, and on CPU uses
+    `VLLM_CPU_KVCACHE_SPACE` or 2 GiB."""
+
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    """Any other `vllm.AsyncEngineArgs` field, passed as given (e.g. `{ swap_space = 2 }`)."""
+
+
 class InferenceConfig(BaseSettingsConfig):
     """OpenAI-compatible inference server with token ids, logprobs and live weight updates."""
 
@@ -56,3 +86,13 @@ class InferenceConfig(BaseSettingsConfig):
 
     log: LogConfig = LogConfig()
     """Logging."""
+
+    engine: Literal["hf", "vllm"] = "hf"
+    """`hf`: the built-in transformers engine (any device, starts in seconds); `vllm`: vLLM (GPU, or its CPU build)."""
+
+    vllm: VLLMConfig = VLLMConfig()
+    """Options of the vLLM engine."""
+
+    num_servers: int = Field(default=1, ge=1)
+    """`rl` only: inference servers to start, on ports `server.port`, `server.port + 1`, ... (each on its own GPUs
+    when CUDA is visible); the orchestrator spreads requests over them."""

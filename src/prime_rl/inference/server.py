@@ -14,7 +14,11 @@ from prime_rl.utils.models import resolve_model_path
 
 
 def setup_engine(config: InferenceConfig):
-    """Builds and starts the transformers engine described by `config`."""
+    """Builds and starts the engine described by `config` (`engine`: transformers or vLLM)."""
+    if config.engine == "vllm":
+        from prime_rl.inference.engines.vllm import setup_vllm_engine
+
+        return setup_vllm_engine(config)
     engine = setup_hf_engine(
         resolve_model_path(config.model.name),
         dtype=config.model.dtype,

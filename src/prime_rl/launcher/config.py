@@ -104,9 +104,9 @@ def _derive_defaults(data: dict) -> None:
     if get_dotted(orchestrator, "client.base_url") is MISSING:
         host = get_dotted(inference, "server.host")
         host = "127.0.0.1" if host in (MISSING, "0.0.0.0", "::") else host
-        port = get_dotted(inference, "server.port")
-        port = ServerConfig().port if port is MISSING else port
-        set_dotted(orchestrator, "client.base_url", [f"http://{host}:{port}/v1"])
+        port = _as_int(get_dotted(inference, "server.port"), ServerConfig().port)
+        count = _as_int(get_dotted(inference, "num_servers"), 1)
+        set_dotted(orchestrator, "client.base_url", [f"http://{host}:{port + i}/v1" for i in range(count)])
     copy_unset(data, "inference.server.api_key", "orchestrator.client.api_key")
     _share_wandb_run(data)
     infer_threads, train_threads = default_threads()
@@ -128,6 +128,14 @@ def _share_wandb_run(data: dict) -> None:
         if data[name].get("wandb") is None:
             data[name]["wandb"] = {}
         data[name]["wandb"].setdefault("id", data["wandb"]["id"])
+
+
+def _as_int(value: Any, default: int) -> int:
+    """A CLI/TOML integer (CLI values arrive as strings); anything else is left for validation to report."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
 
 
 def _assign(model: BaseConfig, dotted: str, value: Any) -> None:

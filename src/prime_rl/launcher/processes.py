@@ -28,13 +28,17 @@ class ProcessSpec:
     """Directories prepended to PYTHONPATH (the config files' directories, for `import_path` modules beside them)."""
     num_processes: int = 1
     """More than 1: `torchrun --standalone --nproc-per-node N` runs the module in N ranks (`threads` each)."""
+    args: tuple[str, ...] = ()
+    """CLI overrides after the config file (e.g. the port of a second inference server)."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Extra environment variables (e.g. the GPUs of one inference server)."""
 
     def command(self) -> list[str]:
         if self.num_processes > 1:
             torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
             return [*torchrun, f"--nproc-per-node={self.num_processes}", "-m", self.module, "@", str(self.config_path)]
         code = f"import sys; sys.argv[0] = {self.name!r}; from {self.module} import main; main()"
-        return [sys.executable, "-c", code, "@", str(self.config_path)]
+        return [sys.executable, "-c", code, "@", str(self.config_path), *self.args]
 
     def environment(self) -> dict[str, str]:
         # The resolved TOML holds every value: PRIME_* variables meant for `rl` must not leak into the children.
@@ -47,6 +51,7 @@ class ProcessSpec:
             env["PYTHONPATH"] = os.pathsep.join([*self.python_path, *filter(None, [env.get("PYTHONPATH")])])
         if self.threads is not None:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
+        env.update(self.env)
         return launcher_env(env)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,22 +31,51 @@ POLL_SECONDS = 0.5
 def process_specs(
     config: RLConfig, output_dir: Path, paths: dict[str, Path], python_path: tuple[str, ...] = ()
 ) -> dict[str, ProcessSpec]:
+    """`inference` (and `inference_1`, ... with `inference.num_servers`), `trainer`, `orchestrator`."""
     ranks = config.trainer.num_processes
     trainer_threads = rank_threads(config.trainer.num_threads, ranks)
     threads = {"inference": config.inference.num_threads, "trainer": trainer_threads, "orchestrator": 1}
     run = RunDir(output_dir)
-    specs = {
-        name: ProcessSpec(name, MODULES[name], paths[name], run.log(name), threads[name], python_path)
-        for name in MODULES
-    }
+    specs = {}
+    for name in MODULES:
+        spec = ProcessSpec(name, MODULES[name], paths[name], run.log(name), threads[name], python_path)
+        specs.update(inference_specs(config, spec) if name == "inference" else {name: spec})
     specs["trainer"].num_processes = ranks
     return specs
 
 
-def server_url(config: RLConfig) -> str:
+def inference_specs(config: RLConfig, first: ProcessSpec) -> dict[str, ProcessSpec]:
+    """One spec per inference server: server `i` listens on `server.port + i` and, with several servers, sees its own
+    `tensor_parallel_size` GPUs (a slice of `CUDA_VISIBLE_DEVICES`, or of 0, 1, ... when unset)."""
+    count = config.inference.num_servers
+    if count == 1:
+        return {first.name: first}
+    per_server = config.inference.vllm.tensor_parallel_size if config.inference.engine == "vllm" else 1
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else [str(d) for d in range(count * per_server)]
+    specs = {}
+    for i in range(count):
+        name = "inference" if i == 0 else f"inference_{i}"
+        mine = devices[i * per_server : (i + 1) * per_server]
+        specs[name] = ProcessSpec(
+            name,
+            first.module,
+            first.config_path,
+            first.log_path.with_name(f"{name}.log"),
+            first.threads,
+            first.python_path,
+            args=("--server.port", str(config.inference.server.port + i)),
+            env=(("CUDA_VISIBLE_DEVICES", ",".join(mine)),) if mine else (),
+        )
+    return specs
+
+
+def server_urls(config: RLConfig) -> list[str]:
+    """The root URL of every inference server (`server.port + i`)."""
     host = config.inference.server.host
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return f"http://{host}:{config.inference.server.port}"
+    port = config.inference.server.port
+    return [f"http://{host}:{port + i}" for i in range(config.inference.num_servers)]
 
 
 def report_failure(child: Child, code: int, lines: int) -> None:
@@ -127,14 +157,15 @@ def supervise(
     live = sys.stdout.isatty()
     children: list[Child] = []
     try:
-        for name in ("inference", "trainer"):
+        for name in [n for n in specs if n.startswith("inference")] + ["trainer"]:
             children.append(Child(specs[name], keep_fds=keep_fds))
             logger.info("started %s (pid %d), log %s", name, children[-1].popen.pid, specs[name].log_path)
-        dead = wait_healthy(server_url(config), config.health_timeout, children)
-        if dead is not None:
-            report_failure(dead, dead.poll() or 1, config.tail_lines)
-            report_resume(output_dir)
-            return 1
+        for url in server_urls(config):
+            dead = wait_healthy(url, config.health_timeout, children)
+            if dead is not None:
+                report_failure(dead, dead.poll() or 1, config.tail_lines)
+                report_resume(output_dir)
+                return 1
         children.append(Child(specs["orchestrator"], keep_fds=keep_fds))
         logger.info("inference healthy; started orchestrator (pid %d)", children[-1].popen.pid)
         failed, code = watch(children, Progress(RunDir(output_dir), config.trainer.max_steps or 0), live)

@@ -1,0 +1,317 @@
+"""vLLM behind the `Engine` interface: vLLM's `AsyncLLM` lives on an event loop of its own (one thread), so the HTTP
+app, its validation and its routes stay the same for both engines.
+
+Logprobs: vLLM runs with `logprobs_mode = "processed_logprobs"`, i.e. `log_softmax` of the logits after temperature
+(and after top-k/top-p/min-p and the `min_tokens` EOS mask, which are off in RL sampling), not vLLM's default of the
+raw, untempered distribution. Weight updates pause vLLM with `mode="abort"` (what runs is aborted, caches cleared),
+load the safetensors into every worker through `vllm_worker.WeightLoaderExtension`, and resume; a request whose
+generation overlapped an update restarts on the new weights (a streamed one ends with a 409 instead), so no
+completion mixes two policies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import os
+import random
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prime_rl.inference.engines.base import (
+    CompletionChoice,
+    Engine,
+    EngineError,
+    GenerationResult,
+    SamplingParams,
+    TokenCallback,
+)
+from prime_rl.utils.logger import get_logger
+
+if TYPE_CHECKING:
+    from prime_rl.inference.config import InferenceConfig
+
+WORKER_EXTENSION = "prime_rl.inference.engines.vllm_worker.WeightLoaderExtension"
+CPU_KV_CACHE_GIB = 2
+"""KV cache of the CPU build when neither `vllm.kv_cache_gib` nor `VLLM_CPU_KVCACHE_SPACE` is set: vLLM's CPU worker
+otherwise reserves `gpu_memory_utilization` of all host memory."""
+
+
+def vllm_engine_args(config: InferenceConfig, model_path: str, on_gpu: bool) -> dict[str, Any]:
+    """`vllm.AsyncEngineArgs` keyword arguments of `config` (`[inference.vllm]` plus the shared fields)."""
+    v = config.vllm
+    dtype = v.dtype or config.model.dtype
+    if dtype == "auto":  # like the HF engine: float32 on CPU (bfloat16 is ~3x slower there), vLLM's choice on GPU
+        dtype = "auto" if on_gpu else "float32"
+    args: dict[str, Any] = {
+        "model": model_path,
+        "dtype": dtype,
+        "max_model_len": config.model.max_model_len,
+        "seed": config.seed,
+        "max_num_seqs": v.max_num_seqs or config.max_batch_size,
+        "gpu_memory_utilization": v.gpu_memory_utilization,
+        "tensor_parallel_size": v.tensor_parallel_size,
+        "enforce_eager": v.enforce_eager,
+        "logprobs_mode": "processed_logprobs",
+        "worker_extension_cls": WORKER_EXTENSION,
+        "disable_log_stats": True,
+    }
+    if v.enable_prefix_caching is not None:
+        args["enable_prefix_caching"] = v.enable_prefix_caching
+    if v.kv_cache_gib is not None:
+        args["kv_cache_memory_bytes"] = int(v.kv_cache_gib * 2**30)
+    elif not on_gpu and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+        args["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB * 2**30
+    return {**args, **v.engine_args}
+
+
+def setup_vllm_engine(config: InferenceConfig) -> VLLMEngine:
+    """Builds and starts the vLLM engine described by `config` (blocks through vLLM's start-up and warm-up)."""
+    import torch
+
+    from prime_rl.utils.device import set_num_threads
+    from prime_rl.utils.models import resolve_model_path
+
+    on_gpu = torch.cuda.is_available()
+    if not on_gpu and config.num_threads and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+        # vLLM's CPU worker otherwise pins its threads to cores it picks itself, ignoring `num_threads`.
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
+    set_num_threads(config.num_threads)
+    model_path = resolve_model_path(config.model.name)
+    engine = VLLMEngine(model_path, vllm_engine_args(config, model_path, on_gpu), config.seed)
+    engine.start()
+    return engine
+
+
+class VLLMEngine(Engine):
+    """Serves a model with vLLM; `engine_args` are `vllm.AsyncEngineArgs` fields (see `vllm_engine_args`)."""
+
+    def __init__(self, model_path: str, engine_args: dict[str, Any], seed: int = 0):
+        self.model_path = model_path
+        self.engine_args = engine_args
+        self.max_batch_size = int(engine_args.get("max_num_seqs") or 1)
+        self.policy_step = 0
+        self.logger = get_logger("inference.engine")
+        self._seed_rng = random.Random(seed)
+        self._ids = itertools.count()
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._llm: Any = None
+        self._epoch = 0
+        """Counts weight swaps: a generation is valid only if no swap started or ran while it was generated."""
+        self._ready: asyncio.Event | None = None
+        self._swap_lock: asyncio.Lock | None = None
+        self.stats = {"restarted_requests": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        from transformers import AutoTokenizer
+
+        from prime_rl.inference.engines.vllm_weights import parameter_table
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self._parameters = parameter_table(self.model_path)
+        self.stop_ids = stop_token_ids(self.model_path, self.tokenizer)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine", daemon=True)
+        self._thread.start()
+        self._submit(self._start()).result()
+        self.logger.info(
+            f"vLLM engine ready: {self.model_path} ({self.engine_args['dtype']}), max_model_len={self.max_model_len}"
+        )
+
+    async def _start(self) -> None:
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self._ready, self._swap_lock = asyncio.Event(), asyncio.Lock()
+        self._ready.set()
+        self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**self.engine_args))
+        self.max_model_len = int(self._llm.model_config.max_model_len)
+        self.vocab_size = int(self._llm.model_config.get_vocab_size())
+
+    def shutdown(self) -> None:
+        if self._llm is not None:
+            self._llm.shutdown()
+            self._llm = None
+        if self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _submit(self, coro: Coroutine) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _on_engine_loop(self, coro: Coroutine) -> Any:
+        """Runs `coro` on the engine's loop; cancelling the caller cancels it (and so aborts the vLLM request)."""
+        return await asyncio.wrap_future(self._submit(coro))
+
+    # ------------------------------------------------------------------ requests
+
+    def check(self, prompt_ids: list[int], params: SamplingParams) -> int:
+        if not prompt_ids:
+            raise EngineError("the prompt is empty", "messages")
+        room = self.max_model_len - len(prompt_ids)
+        if room <= 0:
+            raise EngineError(
+                f"the prompt has {len(prompt_ids)} tokens, the model's context is {self.max_model_len} tokens",
+                "messages",
+            )
+        if params.n > self.max_batch_size:
+            raise EngineError(f"n={params.n} exceeds the server's max_batch_size={self.max_batch_size}", "n")
+        if any(t < 0 or t >= self.vocab_size for t in prompt_ids):
+            raise EngineError(f"prompt token ids must be in [0, {self.vocab_size})", "tokens")
+        return room if params.max_tokens is None else min(params.max_tokens, room)
+
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams, on_token: TokenCallback | None = None
+    ) -> GenerationResult:
+        max_new = self.check(prompt_ids, params)
+        seed = params.seed if params.seed is not None else self._seed_rng.getrandbits(32)
+        emit = None
+        if on_token is not None:
+            caller = asyncio.get_running_loop()
+
+            def emit(events: list[tuple]) -> None:
+                caller.call_soon_threadsafe(_dispatch, on_token, events)
+
+        return await self._on_engine_loop(self._generate(list(prompt_ids), params, max_new, seed, emit))
+
+    async def _generate(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        max_new: int,
+        seed: int,
+        emit: Callable[[list[tuple]], None] | None,
+    ) -> GenerationResult:
+        """Retries until one generation ran entirely between two weight swaps."""
+        while True:
+            await self._ready.wait()
+            epoch, step = self._epoch, self.policy_step
+            sampling = vllm_sampling_params(params, max_new, seed, self.stop_ids, emit is not None)
+            outputs = await self._attempt(prompt_ids, sampling, emit)
+            aborted = any(o.finish_reason == "abort" for o in outputs)
+            if epoch == self._epoch and not aborted:
+                choices = [to_choice(o, params.top_logprobs if params.logprobs else 0) for o in outputs]
+                return GenerationResult(prompt_ids=prompt_ids, choices=choices, policy_step=step)
+            if epoch == self._epoch:
+                raise EngineError("vLLM aborted the request", status=503)
+            if emit is not None:  # a stream cannot take back the tokens it sent
+                raise EngineError(
+                    f"weights were updated to policy step {self.policy_step} during this stream; retry", status=409
+                )
+            self.stats["restarted_requests"] += 1
+
+    async def _attempt(self, prompt_ids: list[int], sampling: Any, emit: Callable | None) -> list[Any]:
+        """One vLLM generation; returns its `n` final completion outputs in index order."""
+        from vllm.inputs import TokensPrompt
+
+        request_id = f"prime-rl-{next(self._ids)}"
+        final: dict[int, Any] = {}
+        sent: dict[int, int] = {}
+        async for out in self._llm.generate(TokensPrompt(prompt_token_ids=prompt_ids), sampling, request_id):
+            for completion in out.outputs:
+                final[completion.index] = completion
+                if emit is not None:
+                    emit(_new_token_events(completion, sent, sampling.logprobs or 0))
+        return [final[i] for i in sorted(final)]
+
+    # ------------------------------------------------------------------ weights
+
+    async def update_weights(self, weight_dir: Path, step: int) -> None:
+        from prime_rl.inference.engines.vllm_weights import check_weight_dir
+
+        await asyncio.to_thread(check_weight_dir, weight_dir, self._parameters)
+        await self._on_engine_loop(self._swap("prime_rl_load_weight_dir", (str(weight_dir),), step))
+
+    async def reload_weights(self) -> None:
+        await self._on_engine_loop(self._swap("prime_rl_load_base_weights", (), 0))
+
+    async def _swap(self, method: str, args: tuple, step: int) -> None:
+        """Pauses vLLM (aborting what runs), loads the weights in every worker, resumes; aborted requests restart."""
+        async with self._swap_lock:
+            self._ready.clear()
+            self._epoch += 1
+            try:
+                await self._llm.pause_generation(mode="abort", clear_cache=True)
+                await self._llm.collective_rpc(method, args=args)
+                self.policy_step = step
+            finally:
+                await self._llm.resume_generation()
+                self._ready.set()
+        self.logger.info(f"weights of policy step {step} loaded ({method})")
+
+
+def stop_token_ids(model_path: str, tokenizer: Any) -> list[int]:
+    """The EOS ids the HF engine stops on: the model config's, the generation config's and the tokenizer's."""
+    from transformers import AutoConfig, GenerationConfig
+
+    sources: list[Any] = [AutoConfig.from_pretrained(model_path), tokenizer]
+    if (Path(model_path) / "generation_config.json").is_file():
+        sources.append(GenerationConfig.from_pretrained(model_path))
+    ids: set[int] = set()
+    for source in sources:
+        eos = getattr(source, "eos_token_id", None)
+        ids.update([eos] if isinstance(eos, int) else (eos or []))
+    return sorted(ids)
+
+
+def vllm_sampling_params(params: SamplingParams, max_new: int, seed: int, stop_ids: list[int], stream: bool) -> Any:
+    """vLLM's `SamplingParams` of a request: always the sampled token's logprob (plus `top_logprobs`)."""
+    from vllm import SamplingParams as VLLMSamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    return VLLMSamplingParams(
+        n=params.n,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=max(params.top_k, 0),
+        min_p=params.min_p,
+        max_tokens=max_new,
+        min_tokens=min(params.min_tokens, max_new),
+        stop=list(params.stop) or None,
+        stop_token_ids=stop_ids,
+        seed=seed,
+        logprobs=params.top_logprobs if params.logprobs else 0,
+        output_kind=RequestOutputKind.CUMULATIVE if stream else RequestOutputKind.FINAL_ONLY,
+    )
+
+
+def _token_logprobs(completion: Any, start: int, num_top: int) -> list[tuple[int, float, list[tuple[int, float]]]]:
+    """`(token id, logprob, top logprobs)` of the completion's tokens from position `start` on."""
+    rows = []
+    for t in range(start, len(completion.token_ids)):
+        token = completion.token_ids[t]
+        position = completion.logprobs[t]
+        ranked = sorted((lp.rank, tid, lp.logprob) for tid, lp in position.items() if lp.rank and lp.rank <= num_top)
+        rows.append((token, position[token].logprob, [(tid, lp) for _, tid, lp in ranked]))
+    return rows
+
+
+def _new_token_events(completion: Any, sent: dict[int, int], num_top: int) -> list[tuple]:
+    """Streaming events `(index, token, logprob, top, is_last)` of the tokens not yet sent for this completion."""
+    start = sent.get(completion.index, 0)
+    rows = _token_logprobs(completion, start, num_top)
+    sent[completion.index] = start + len(rows)
+    done = completion.finish_reason is not None
+    return [(completion.index, token, lp, top, done and i == len(rows) - 1) for i, (token, lp, top) in enumerate(rows)]
+
+
+def to_choice(completion: Any, num_top: int) -> CompletionChoice:
+    rows = _token_logprobs(completion, 0, num_top)
+    return CompletionChoice(
+        token_ids_T=[token for token, _, _ in rows],
+        logprobs_T=[lp for _, lp, _ in rows],
+        top_logprobs_T=[top for _, _, top in rows] if num_top else None,
+        text=completion.text,
+        finish_reason="stop" if completion.finish_reason == "stop" else "length",
+    )
+
+
+def _dispatch(on_token: TokenCallback, events: list[tuple]) -> None:
+    for event in events:
+        on_token(*event)

@@ -1,0 +1,34 @@
+"""Mixed into every vLLM worker (`worker_extension_cls`) and called through `collective_rpc`: loads a trainer's
+safetensors directory, or the served model's own checkpoint, into the running model in place.
+
+Runs inside vLLM's worker processes, so it imports nothing of prime-rl that needs the server's state. Names are the
+HF checkpoint names; vLLM's `load_weights` maps them onto its fused layers (e.g. q/k/v into `qkv_proj`) and shards
+them for tensor parallelism.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+
+def iter_safetensors(weight_dir: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor of every `*.safetensors` file of `weight_dir`, one file in memory at a time."""
+    from safetensors.torch import load_file
+
+    for file in sorted(Path(weight_dir).glob("*.safetensors")):
+        yield from load_file(file).items()
+
+
+class WeightLoaderExtension:
+    """Methods prefixed `prime_rl_` so they never clash with the worker's own (vLLM asserts that)."""
+
+    def prime_rl_load_weight_dir(self, weight_dir: str) -> None:
+        """Loads `weight_dir/*.safetensors` (HF names, checked by the server beforehand) into the model in place."""
+        self.reload_weights(weights_iterator=iter_safetensors(weight_dir), is_checkpoint_format=True)
+
+    def prime_rl_load_base_weights(self) -> None:
+        """Reloads the served model's own checkpoint (policy step 0)."""
+        self.reload_weights(is_checkpoint_format=True)

@@ -1,0 +1,287 @@
+"""The vLLM engine (`engine = "vllm"`, vLLM's CPU build here) behind the HF engine's HTTP contract, on
+SmolLM2-135M-Instruct in float32: the official client, logprobs against the trainer's forward pass, weight updates
+against the HF engine, and the token-in route. One server for the module (vLLM's start-up takes minutes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+pytestmark = pytest.mark.vllm
+
+API_KEY = "vllm-test-key"
+MODEL = "smollm2-135m-instruct"
+PROMPTS = [
+    "What is the capital of France? Answer in one word.",
+    "Name a color of the sky.",
+    "Which animal says moo?",
+]
+START_TIMEOUT_S = 1500
+
+
+@dataclass
+class Server:
+    url: str
+    output_dir: Path
+    proc: subprocess.Popen
+
+    def post(self, path: str, body: dict | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        return httpx.post(f"{self.url}{path}", json=body, headers=headers, timeout=600)
+
+    def chat(self, path: str = "/v1/chat/completions", **body) -> dict:
+        response = self.post(path, body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def messages(prompt: str) -> list[dict]:
+    return [{"role": "user", "content": prompt}]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("vllm", reason="vLLM is not installed (`make test-vllm` installs its CPU build)")
+    output_dir = tmp_path_factory.mktemp("vllm_outputs")
+    port = free_port()
+    log = (output_dir / "inference.log").open("w")
+    cmd = [sys.executable, "-m", "prime_rl.inference.server", "--engine", "vllm", "--model.name", MODEL,
+           "--model.max-model-len", "2048", "--server.port", str(port), "--server.api-key", API_KEY,
+           "--output-dir", str(output_dir), "--num-threads", "2"]  # fmt: skip
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while True:
+            assert proc.poll() is None, (output_dir / "inference.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, "vLLM server not healthy in time"
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        yield Server(url, output_dir, proc)
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Path:
+    from prime_rl.utils.models import resolve_model_path
+
+    return Path(resolve_model_path(MODEL))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def test_health_api_key_and_the_official_openai_client(server: Server):
+    from openai import OpenAI
+
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok", "policy_step": 0}
+    refused = httpx.get(f"{server.url}/v1/models")
+    assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
+    client = OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY)
+    assert [m.id for m in client.models.list().data] == [MODEL]
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=messages(PROMPTS[0]),
+        max_tokens=8,
+        temperature=0,
+        logprobs=True,
+        extra_body={"return_token_ids": True},
+    )
+    choice = completion.choices[0]
+    extra = completion.model_extra
+    assert extra["policy_step"] == 0 and len(extra["prompt_token_ids"]) == completion.usage.prompt_tokens
+    token_ids = choice.model_extra["token_ids"]
+    assert len(token_ids) == len(choice.logprobs.content) == completion.usage.completion_tokens
+    assert choice.finish_reason in ("stop", "length") and choice.message.content
+
+
+def trainer_logprobs(samples: list[tuple[list[int], list[int]]], temperature: float) -> list[torch.Tensor]:
+    """Teacher-forced logprobs of each completion under the trainer's model and logprob code (packed, varlen)."""
+    from prime_rl.trainer.config import ModelConfig
+    from prime_rl.trainer.logprobs import packed_logprobs
+    from prime_rl.trainer.model import setup_model
+
+    model = setup_model(ModelConfig(name=MODEL, dtype="float32", device="cpu")).eval()
+    ids = [p + c for p, c in samples]
+    input_ids = torch.tensor([t for row in ids for t in row])
+    positions = torch.cat([torch.arange(len(row)) for row in ids])
+    with torch.no_grad():
+        lp, _ = packed_logprobs(
+            model,
+            input_ids,
+            positions,
+            torch.full_like(input_ids, temperature, dtype=torch.float32),
+            [len(r) for r in ids],
+        )
+    out, start = [], 0
+    for prompt, completion in samples:
+        out.append(lp[start + len(prompt) : start + len(prompt) + len(completion)])
+        start += len(prompt) + len(completion)
+    return out
+
+
+def test_sampled_logprobs_equal_the_trainers_forward_pass(server: Server):
+    """A step-0 batch like the one-word example's (prompts x 8 samples, temperature 1, 24 tokens)."""
+    samples, served = [], []
+    for i, prompt in enumerate(PROMPTS):
+        body = server.chat(messages=messages(prompt), n=8, max_tokens=24, temperature=1.0, seed=i, logprobs=True,
+                           return_token_ids=True)  # fmt: skip
+        for choice in body["choices"]:
+            samples.append((body["prompt_token_ids"], choice["token_ids"]))
+            served.append(torch.tensor([c["logprob"] for c in choice["logprobs"]["content"]]))
+    expected = trainer_logprobs(samples, 1.0)
+    diff = torch.cat([s - e for s, e in zip(served, expected, strict=True)])
+    r = -diff  # trainer minus inference
+    mismatch_kl = float((torch.exp(r) - r - 1).mean())
+    print(f"vLLM vs trainer logprobs: {diff.numel()} tokens, max abs diff {diff.abs().max():.2e}, "
+          f"mismatch KL {mismatch_kl:.2e}")  # fmt: skip
+    assert mismatch_kl < 1e-3
+    assert diff.abs().max() < 0.05
+
+
+def test_tempered_logprobs_are_of_the_temperature_scaled_distribution(server: Server):
+    body = server.chat(messages=messages(PROMPTS[1]), max_tokens=12, temperature=0.6, seed=5, logprobs=True,
+                       return_token_ids=True)  # fmt: skip
+    (choice,) = body["choices"]
+    served = torch.tensor([c["logprob"] for c in choice["logprobs"]["content"]])
+    (expected,) = trainer_logprobs([(body["prompt_token_ids"], choice["token_ids"])], 0.6)
+    (untempered,) = trainer_logprobs([(body["prompt_token_ids"], choice["token_ids"])], 1.0)
+    assert (served - expected).abs().max() < 0.02
+    assert (served - untempered).abs().max() > 0.05
+
+
+def greedy(server: Server, prompts: list[str]) -> tuple[list[list[int]], int]:
+    bodies = [server.chat(messages=messages(p), max_tokens=16, temperature=0, return_token_ids=True) for p in prompts]
+    steps = {b["policy_step"] for b in bodies}
+    assert len(steps) == 1, steps
+    return [b["choices"][0]["token_ids"] for b in bodies], steps.pop()
+
+
+def hf_greedy(model_dir: Path, weight_dir: Path, step: int, tokenizer) -> list[list[int]]:
+    """The HF engine's greedy completions of PROMPTS after loading `weight_dir`."""
+    from prime_rl.inference.engines.base import SamplingParams
+    from prime_rl.inference.engines.hf import HFEngine
+
+    engine = HFEngine(str(model_dir), dtype="float32", device="cpu", max_batch_size=4, num_threads=1)
+    engine.start()
+    try:
+
+        async def run() -> list[list[int]]:
+            await engine.update_weights(weight_dir, step)
+            out = []
+            for prompt in PROMPTS:
+                ids = tokenizer.apply_chat_template(messages(prompt), add_generation_prompt=True, return_dict=False)
+                result = await engine.generate(list(ids), SamplingParams(temperature=0, max_tokens=16))
+                out.append(result.choices[0].token_ids_T)
+            return out
+
+        return asyncio.run(run())
+    finally:
+        engine.shutdown()
+
+
+def perturbed_weights(model_dir: Path, target: Path) -> Path:
+    """Every parameter of the served model plus 2% of its own std of seeded noise, saved like a trainer broadcast."""
+    from safetensors.torch import load_file, save_file
+
+    target.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for file in sorted(model_dir.glob("*.safetensors")):
+        for name, tensor in load_file(file).items():
+            noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float32)
+            state[name] = (tensor.float() + 0.02 * tensor.float().std() * noise).contiguous()
+    save_file(state, target / "model.safetensors")
+    return target
+
+
+def test_update_weights_matches_the_hf_engine_and_reload_restores(server: Server, model_dir: Path, tokenizer):
+    base, step = greedy(server, PROMPTS)
+    assert step == 0
+    weight_dir = perturbed_weights(model_dir, server.output_dir / "broadcasts" / "step_1")
+    response = server.post("/update_weights", {"weight_dir": str(weight_dir)})
+    assert response.status_code == 200, response.text
+    assert response.json()["policy_step"] == 1
+    updated, step = greedy(server, PROMPTS)
+    assert step == 1
+    assert updated != base
+    assert updated == hf_greedy(model_dir, weight_dir, 1, tokenizer)
+    assert server.post("/reload_weights").json() == {"status": "ok", "policy_step": 0}
+    assert greedy(server, PROMPTS) == (base, 0)
+
+
+def test_update_weights_refusals(server: Server, tmp_path: Path):
+    outside = server.post("/update_weights", {"weight_dir": str(tmp_path)})
+    assert outside.status_code == 403 and outside.json()["error"]["param"] == "weight_dir"
+    assert "outside the output directory" in outside.json()["error"]["message"]
+    missing = server.post("/update_weights", {"weight_dir": str(server.output_dir / "broadcasts" / "step_77")})
+    assert missing.status_code == 404
+    wrong = server.output_dir / "broadcasts" / "step_78"
+    wrong.mkdir(parents=True)
+    from safetensors.torch import save_file
+
+    save_file({"model.embed_tokens.weight": torch.zeros(3, 3)}, wrong / "model.safetensors")
+    response = server.post("/update_weights", {"weight_dir": str(wrong)})
+    assert response.status_code == 400
+    assert "has shape (3, 3), the served model expects (49152, 576)" in response.json()["error"]["message"]
+    assert httpx.get(f"{server.url}/health").json()["policy_step"] == 0
+
+
+def test_token_route_equals_the_messages_route(server: Server, tokenizer):
+    for prompt in PROMPTS[:2]:
+        ids = tokenizer.apply_chat_template(messages(prompt), add_generation_prompt=True, return_dict=False)
+        by_messages = server.chat(messages=messages(prompt), max_tokens=12, temperature=0.8, seed=7, logprobs=True,
+                                  return_token_ids=True)  # fmt: skip
+        by_tokens = server.chat("/v1/chat/completions/tokens", tokens=list(ids), max_tokens=12, temperature=0.8,
+                                seed=7, logprobs=True, return_token_ids=True)  # fmt: skip
+        assert by_messages["prompt_token_ids"] == by_tokens["prompt_token_ids"] == list(ids)
+        assert by_messages["choices"][0]["token_ids"] == by_tokens["choices"][0]["token_ids"]
+        assert by_messages["choices"][0]["message"] == by_tokens["choices"][0]["message"]
+
+
+def test_streaming_gives_the_tokens_of_a_plain_request(server: Server):
+    body = {"messages": messages(PROMPTS[2]), "max_tokens": 10, "temperature": 0.9, "seed": 3,
+            "return_token_ids": True}  # fmt: skip
+    plain = server.chat(**body)
+    streamed: list[int] = []
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json={**body, "stream": True}, headers=headers,
+                      timeout=600) as response:  # fmt: skip
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                chunk = httpx.Response(200, content=line[6:]).json()
+                for choice in chunk["choices"]:
+                    streamed += choice.get("token_ids", [])
+    assert streamed == plain["choices"][0]["token_ids"]
