@@ -28,6 +28,7 @@ from prime_rl.inference.engines.base import (
     GenerationResult,
     SamplingParams,
     TokenCallback,
+    check_request,
 )
 from prime_rl.utils.logger import get_logger
 
@@ -152,19 +153,7 @@ class VLLMEngine(Engine):
     # ------------------------------------------------------------------ requests
 
     def check(self, prompt_ids: list[int], params: SamplingParams) -> int:
-        if not prompt_ids:
-            raise EngineError("the prompt is empty", "messages")
-        room = self.max_model_len - len(prompt_ids)
-        if room <= 0:
-            raise EngineError(
-                f"the prompt has {len(prompt_ids)} tokens, the model's context is {self.max_model_len} tokens",
-                "messages",
-            )
-        if params.n > self.max_batch_size:
-            raise EngineError(f"n={params.n} exceeds the server's max_batch_size={self.max_batch_size}", "n")
-        if any(t < 0 or t >= self.vocab_size for t in prompt_ids):
-            raise EngineError(f"prompt token ids must be in [0, {self.vocab_size})", "tokens")
-        return room if params.max_tokens is None else min(params.max_tokens, room)
+        return check_request(prompt_ids, params, self.max_model_len, self.vocab_size, self.max_batch_size)
 
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, on_token: TokenCallback | None = None
