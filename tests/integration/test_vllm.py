@@ -1,6 +1,7 @@
 """The vLLM engine (`engine = "vllm"`, vLLM's CPU build here) behind the HF engine's HTTP contract, on
 SmolLM2-135M-Instruct in float32: the official client, logprobs against the trainer's forward pass, weight updates
-against the HF engine, and the token-in route. One server for the module (vLLM's start-up takes minutes)."""
+against the HF engine, and the token-in route. One server for the module, eager (vLLM's compile warm-up takes
+minutes on CPU; `test_vllm_rl.py` runs the default, compiled configuration)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     log = (output_dir / "inference.log").open("w")
     cmd = [sys.executable, "-m", "prime_rl.inference.server", "--engine", "vllm", "--model.name", MODEL,
            "--model.max-model-len", "2048", "--server.port", str(port), "--server.api-key", API_KEY,
-           "--output-dir", str(output_dir), "--num-threads", "2"]  # fmt: skip
+           "--output-dir", str(output_dir), "--num-threads", "2", "--vllm.enforce-eager"]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

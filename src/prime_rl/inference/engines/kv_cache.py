@@ -45,6 +45,14 @@ def grouped_sdpa(
     return out.reshape(b, hq, lq, d).transpose(1, 2), None
 
 
+def cache_argument(backbone: torch.nn.Module) -> str:
+    """The keyword under which the backbone takes its cache: `cache` from transformers 5.20 on, `past_key_values`
+    before (vLLM's CPU build pins transformers < 5.20 and its venv also runs this engine)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
+
+
 def register_attention() -> str:
     """Registers `grouped_sdpa` with transformers and returns the name to pass as `attn_implementation`."""
     from transformers import AttentionInterface

@@ -13,7 +13,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from prime_rl.inference.engines.base import EngineError
-from prime_rl.inference.engines.kv_cache import SlotKVCache, register_attention
+from prime_rl.inference.engines.kv_cache import SlotKVCache, cache_argument, register_attention
 from prime_rl.inference.engines.weights import copy_into, unique_state
 
 
@@ -33,6 +33,7 @@ class ModelRunner:
         dtype = next(model.parameters()).dtype
         self.cache = SlotKVCache(config.num_hidden_layers, config.num_key_value_heads, head_dim, dtype, device)
         self.backbone = getattr(model, model.base_model_prefix)
+        self.cache_arg = cache_argument(self.backbone)
         self.lm_head = model.get_output_embeddings()
         self.base_state: dict[str, Tensor] | None = None
         """A copy of the starting weights, taken before the first update (what `/reload_weights` restores)."""
@@ -67,7 +68,7 @@ class ModelRunner:
             input_ids=input_ids.to(self.device),
             attention_mask=mask[:, None].to(self.device),
             position_ids=positions[None].expand(len(prompts), -1).to(self.device),
-            cache=self.cache,
+            **{self.cache_arg: self.cache},
             use_cache=True,
         ).last_hidden_state
         last = hidden[torch.arange(len(prompts), device=self.device), (length_t - 1).to(self.device)]
@@ -94,7 +95,7 @@ class ModelRunner:
             input_ids=input_ids,
             attention_mask=mask[:, None, None, :].to(self.device),
             position_ids=positions_d[:, None],
-            cache=self.cache,
+            **{self.cache_arg: self.cache},
             use_cache=True,
         ).last_hidden_state
         return self.lm_head(hidden[:, 0])
