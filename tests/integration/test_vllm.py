@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,6 +242,21 @@ def test_update_weights_matches_the_hf_engine_and_reload_restores(server: Server
     assert updated == hf_greedy(model_dir, weight_dir, 1, tokenizer)
     assert server.post("/reload_weights").json() == {"status": "ok", "policy_step": 0}
     assert greedy(server, PROMPTS) == (base, 0)
+
+
+def test_requests_in_flight_at_an_update_restart_on_the_new_weights(server: Server, model_dir: Path):
+    weight_dir = perturbed_weights(model_dir, server.output_dir / "broadcasts" / "step_2")
+    body = {"max_tokens": 96, "min_tokens": 96, "temperature": 0, "return_token_ids": True}
+    with ThreadPoolExecutor(len(PROMPTS)) as pool:
+        futures = [pool.submit(server.chat, messages=messages(p), **body) for p in PROMPTS]
+        time.sleep(1.0)  # 96 tokens each take several seconds on CPU: the update lands mid-generation
+        assert not any(f.done() for f in futures)
+        assert server.post("/update_weights", {"weight_dir": str(weight_dir)}).status_code == 200
+        in_flight = [f.result() for f in futures]
+    assert [r["policy_step"] for r in in_flight] == [2] * len(PROMPTS)
+    after, step = greedy(server, PROMPTS, tokens=96)
+    assert step == 2 and [r["choices"][0]["token_ids"] for r in in_flight] == after
+    assert server.post("/reload_weights").json()["policy_step"] == 0
 
 
 def test_update_weights_refusals(server: Server, tmp_path: Path):
