@@ -205,7 +205,7 @@ def hf_greedy(model_dir: Path, weight_dir: Path, step: int, tokenizer) -> list[l
             out = []
             for prompt in PROMPTS:
                 ids = tokenizer.apply_chat_template(messages(prompt), add_generation_prompt=True, return_dict=False)
-                result = await engine.generate(list(ids), SamplingParams(temperature=0, max_tokens=16))
+                result = await engine.generate(list(ids), SamplingParams(temperature=0, max_tokens=16, min_tokens=16))
                 out.append(result.choices[0].token_ids_T)
             return out
 
