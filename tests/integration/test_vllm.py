@@ -63,7 +63,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     output_dir = tmp_path_factory.mktemp("vllm_outputs")
     port = free_port()
     log = (output_dir / "inference.log").open("w")
-    cmd = [sys.executable, "-m", "prime_rl.inference.server", "--engine", "vllm", "--model.name", MODEL,
+    cmd = [sys.executable, "-m", "prime_rl.inference.cli", "--engine", "vllm", "--model.name", MODEL,
            "--model.max-model-len", "2048", "--server.port", str(port), "--server.api-key", API_KEY,
            "--output-dir", str(output_dir), "--num-threads", "2", "--vllm.enforce-eager"]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}

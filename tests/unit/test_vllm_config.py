@@ -10,7 +10,7 @@ import pytest
 from prime_rl.inference.config import InferenceConfig
 from prime_rl.inference.engines.vllm import WORKER_EXTENSION, vllm_engine_args
 from prime_rl.launcher.config import RLConfig
-from prime_rl.launcher.supervise import server_urls, process_specs
+from prime_rl.launcher.supervise import process_specs, server_urls
 from prime_rl.utils.config import ConfigError, parse_config
 
 
