@@ -131,11 +131,11 @@ def test_health_api_key_and_the_official_openai_client(server: Server):
 
 def trainer_logprobs(samples: list[tuple[list[int], list[int]]], temperature: float) -> list[torch.Tensor]:
     """Teacher-forced logprobs of each completion under the trainer's model and logprob code (packed, varlen)."""
-    from prime_rl.trainer.config import ModelConfig
+    from prime_rl.trainer.config import TrainerModelConfig
     from prime_rl.trainer.logprobs import packed_logprobs
     from prime_rl.trainer.model import setup_model
 
-    model = setup_model(ModelConfig(name=MODEL, dtype="float32", device="cpu")).eval()
+    model = setup_model(TrainerModelConfig(name=MODEL, dtype="float32", device="cpu")).eval()
     ids = [p + c for p, c in samples]
     input_ids = torch.tensor([t for row in ids for t in row])
     positions = torch.cat([torch.arange(len(row)) for row in ids])
