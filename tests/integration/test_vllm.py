@@ -194,9 +194,9 @@ def greedy(server: Server, prompts: list[str]) -> tuple[list[list[int]], int]:
 def hf_greedy(model_dir: Path, weight_dir: Path, step: int, tokenizer) -> list[list[int]]:
     """The HF engine's greedy completions of PROMPTS after loading `weight_dir`."""
     from prime_rl.inference.engines.base import SamplingParams
-    from prime_rl.inference.engines.hf import HFEngine
+    from prime_rl.inference.engines.hf import setup_hf_engine
 
-    engine = HFEngine(str(model_dir), dtype="float32", device="cpu", max_batch_size=4, num_threads=1)
+    engine = setup_hf_engine(str(model_dir), dtype="float32", device="cpu", max_batch_size=4, num_threads=1)
     engine.start()
     try:
 
