@@ -185,7 +185,8 @@ def test_tempered_logprobs_are_of_the_temperature_scaled_distribution(server: Se
 
 
 def greedy(server: Server, prompts: list[str]) -> tuple[list[list[int]], int]:
-    bodies = [server.chat(messages=messages(p), max_tokens=16, temperature=0, return_token_ids=True) for p in prompts]
+    body = {"max_tokens": 16, "min_tokens": 16, "temperature": 0, "return_token_ids": True}
+    bodies = [server.chat(messages=messages(p), **body) for p in prompts]
     steps = {b["policy_step"] for b in bodies}
     assert len(steps) == 1, steps
     return [b["choices"][0]["token_ids"] for b in bodies], steps.pop()
