@@ -247,9 +247,12 @@ def test_update_weights_matches_the_hf_engine_and_reload_restores(server: Server
 
 def test_requests_in_flight_at_an_update_restart_on_the_new_weights(server: Server, model_dir: Path):
     """Every token of a completion in flight at an update comes from the new weights: its logprobs equal a forward
-    pass of the new weights (the old ones would be off by far more than float noise)."""
+    pass of the new weights (the old ones would be off by far more than float noise). `min_tokens` keeps every
+    request running past the update; vLLM reports logprobs with the stop tokens masked until then (docs)."""
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prime_rl.inference.engines.vllm import stop_token_ids
 
     weight_dir = perturbed_weights(model_dir, server.output_dir / "broadcasts" / "step_2")
     body = {"max_tokens": 96, "min_tokens": 96, "temperature": 0, "logprobs": True, "return_token_ids": True}
@@ -263,10 +266,12 @@ def test_requests_in_flight_at_an_update_restart_on_the_new_weights(server: Serv
     assert server.post("/reload_weights").json()["policy_step"] == 0
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     model.load_state_dict(load_file(weight_dir / "model.safetensors"), strict=False)
+    stop_ids = stop_token_ids(str(model_dir), AutoTokenizer.from_pretrained(model_dir))
     for response in in_flight:
         prompt, (choice,) = response["prompt_token_ids"], response["choices"]
         with torch.no_grad():
             logits = model(torch.tensor([prompt + choice["token_ids"]])).logits[0, len(prompt) - 1 : -1]
+        logits[:, stop_ids] = float("-inf")
         expected = torch.log_softmax(logits, -1).gather(1, torch.tensor(choice["token_ids"])[:, None])[:, 0]
         served = torch.tensor([c["logprob"] for c in choice["logprobs"]["content"]])
         assert (served - expected).abs().max() < 1e-3
