@@ -83,3 +83,14 @@ def test_one_server_keeps_the_single_url_and_spec():
     specs = process_specs(config, Path("out"), {n: Path(n) for n in ("inference", "trainer", "orchestrator")})
     assert list(specs) == ["inference", "trainer", "orchestrator"]
     assert specs["inference"].command()[-2:] == ["@", "inference"] and specs["inference"].env == ()
+
+
+def test_gpu_ids_place_the_servers_beside_the_trainer():
+    argv = ["--inference.num-servers", "2", "--inference.gpu-ids", "[4, 5]"]
+    config = parse_config(RLConfig, argv)
+    specs = process_specs(config, Path("out"), {n: Path(n) for n in ("inference", "trainer", "orchestrator")})
+    assert [specs[n].environment()["CUDA_VISIBLE_DEVICES"] for n in ("inference", "inference_1")] == ["4", "5"]
+    one = parse_config(RLConfig, ["--inference.gpu-ids", "[6, 7]", "--inference.engine", "vllm",
+                                  "--inference.vllm.tensor-parallel-size", "2"])  # fmt: skip
+    spec = process_specs(one, Path("out"), {n: Path(n) for n in ("inference", "trainer", "orchestrator")})["inference"]
+    assert spec.environment()["CUDA_VISIBLE_DEVICES"] == "6,7"

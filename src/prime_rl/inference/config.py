@@ -96,3 +96,8 @@ class InferenceConfig(BaseSettingsConfig):
     num_servers: int = Field(default=1, ge=1)
     """`rl` only: inference servers to start, on ports `server.port`, `server.port + 1`, ... (each on its own GPUs
     when CUDA is visible); the orchestrator spreads requests over them."""
+
+    gpu_ids: list[int] | None = None
+    """`rl` only: the GPUs of the inference servers, `tensor_parallel_size` per server in order (sets each server's
+    `CUDA_VISIBLE_DEVICES`; e.g. `[4, 5, 6, 7]` beside a trainer on 0-3). None: one server sees every GPU, several
+    split `CUDA_VISIBLE_DEVICES` (or 0, 1, ...)."""

@@ -45,14 +45,18 @@ def process_specs(
 
 
 def inference_specs(config: RLConfig, first: ProcessSpec) -> dict[str, ProcessSpec]:
-    """One spec per inference server: server `i` listens on `server.port + i` and, with several servers, sees its own
-    `tensor_parallel_size` GPUs (a slice of `CUDA_VISIBLE_DEVICES`, or of 0, 1, ... when unset)."""
-    count = config.inference.num_servers
-    if count == 1:
+    """One spec per inference server: server `i` listens on `server.port + i` and sees its own
+    `tensor_parallel_size` GPUs (a slice of `inference.gpu_ids`, else of `CUDA_VISIBLE_DEVICES` or 0, 1, ...)."""
+    inference = config.inference
+    count = inference.num_servers
+    if count == 1 and inference.gpu_ids is None:
         return {first.name: first}
-    per_server = config.inference.vllm.tensor_parallel_size if config.inference.engine == "vllm" else 1
+    per_server = inference.vllm.tensor_parallel_size if inference.engine == "vllm" else 1
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    devices = visible.split(",") if visible else [str(d) for d in range(count * per_server)]
+    if inference.gpu_ids is not None:
+        devices = [str(d) for d in inference.gpu_ids]
+    else:
+        devices = visible.split(",") if visible else [str(d) for d in range(count * per_server)]
     specs = {}
     for i in range(count):
         name = "inference" if i == 0 else f"inference_{i}"
@@ -64,7 +68,7 @@ def inference_specs(config: RLConfig, first: ProcessSpec) -> dict[str, ProcessSp
             first.log_path.with_name(f"{name}.log"),
             first.threads,
             first.python_path,
-            args=("--server.port", str(config.inference.server.port + i)),
+            args=("--server.port", str(inference.server.port + i)),
             env=(("CUDA_VISIBLE_DEVICES", ",".join(mine)),) if mine else (),
         )
     return specs
