@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from prime_rl.eval.server import free_port
 from prime_rl.launcher.config import RLConfig
 from prime_rl.launcher.preflight import RunLock, check_port_free
 from prime_rl.utils.config import ConfigError, parse_config
@@ -119,6 +120,38 @@ def test_process_dying_during_start_up_gets_the_resume_hint(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert "rl: trainer exited with code 3; last lines of" in err and "  | boom" in err
     assert err.endswith("rl: no complete checkpoint to resume from\n")
+
+
+FAKE_SERVER = """import http.server, time
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *args):
+        pass
+def main():
+    time.sleep(2.0)  # the trainer is done long before the server is healthy
+    http.server.HTTPServer(("127.0.0.1", PORT), Health).serve_forever()
+"""
+
+
+def test_a_trainer_with_nothing_left_to_train_may_finish_during_start_up(tmp_path, monkeypatch, capsys):
+    """Resumed after its last step (killed before the orchestrator finished), the trainer exits 0 at once; the run
+    goes on to the orchestrator (was: `trainer exited with code 1` while the server was still loading)."""
+    from prime_rl.launcher import supervise
+
+    port = free_port()
+    (tmp_path / "fake_inference.py").write_text(FAKE_SERVER.replace("PORT", str(port)))
+    (tmp_path / "fake_trainer.py").write_text("def main():\n    pass\n")
+    (tmp_path / "fake_orchestrator.py").write_text("def main():\n    pass\n")
+    for name in ("inference", "trainer", "orchestrator"):
+        monkeypatch.setitem(supervise.MODULES, name, f"fake_{name}")
+    config = parse_config(RLConfig, ["--output-dir", str(tmp_path / "out"), "--inference.server.port", str(port)])
+    paths = {name: tmp_path / f"{name}.toml" for name in supervise.MODULES}
+    assert supervise.supervise(config, tmp_path / "out", paths, (str(tmp_path),)) == 0, capsys.readouterr().err
+    rl_log = (tmp_path / "out/logs/rl.log").read_text()
+    assert "inference healthy; started orchestrator" in rl_log and "training finished" in rl_log
 
 
 @pytest.mark.parametrize(

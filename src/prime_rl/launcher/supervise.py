@@ -104,10 +104,11 @@ def report_resume(output_dir: Path) -> None:
 
 
 def wait_healthy(url: str, timeout: float, children: list[Child]) -> Child | None:
-    """`InferenceClient.wait_healthy` of the server at `url`; a child that died meanwhile, or None when healthy."""
+    """`InferenceClient.wait_healthy` of the server at `url`; a child that failed meanwhile, or None when healthy.
+    A trainer that exits 0 has not failed: resumed after its last step, it has nothing to train."""
 
     def dead() -> Child | None:
-        return next((child for child in children if child.poll() is not None), None)
+        return next((c for c in children if (code := c.poll()) is not None and (code or c.name == "inference")), None)
 
     async def wait() -> None:
         client = InferenceClient([url], model="", timeout=2.0)
