@@ -130,7 +130,9 @@ def kill_one(proc: subprocess.Popen, log: Path, rng: random.Random, tally: Count
         return "finished"
     survivors = alive_after(list(procs), ORPHAN_SECONDS if victim == "rl" else 1.0)
     tally.update(kills=1, orphans=len(survivors))
-    print(f"kill {tally['kills']}: {victim} (pid {pid}), orphans {len(survivors)}", flush=True)
+    metrics = log.parent / "out" / "metrics" / "trainer.jsonl"
+    steps = len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+    print(f"kill {tally['kills']}: {victim} (pid {pid}) after {steps} steps, orphans {len(survivors)}", flush=True)
     if survivors:
         print(f"  ORPHANS: {[(p, procs[p]) for p in survivors]}", flush=True)
         stop(proc, survivors)
@@ -168,17 +170,16 @@ def finish_run(config: Path, steps: int, rng: random.Random, tally: Counter, may
     from prime_rl.launcher.history import History, read_history
     from prime_rl.launcher.resume import latest_resumable
 
-    out, resume, failures = config.parent / "out", False, 0
-    while (outcome := launch(config, resume, rng, tally, may_kill())) != "finished":
-        failures += outcome == "failed"
-        if failures == 3:
+    out, resume, failures = config.parent / "out", False, tally["failures"]
+    while launch(config, resume, rng, tally, may_kill()) != "finished":
+        if tally["failures"] == failures + 3:
             print(f"giving up on {config.parent} after 3 failures", flush=True)
             return
         resume = latest_resumable(out) is not None
     history = read_history(out, steps)
     tally.update(runs=1, **{key: len(found) for key, found in vars(history).items()})
     print(f"run {tally['runs']} finished: {history}", flush=True)
-    if history == History(lost=[], duplicated=[], unordered=[], mismatched=[]):
+    if history == History(lost=[], duplicated=[], unordered=[], mismatched=[]) and tally["failures"] == failures:
         shutil.rmtree(out)  # a run's checkpoints take ~0.5 GB; a faulty run stays for inspection
 
 
