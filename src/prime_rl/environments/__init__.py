@@ -17,6 +17,12 @@ from prime_rl.environments.single_turn import SingleTurnEnv
 from prime_rl.environments.tool_env import ToolEnv
 from prime_rl.environments.tools import tool_schema
 from prime_rl.environments.types import Example, Rollout, SamplingConfig, Turn
+from prime_rl.environments.verifiers import (
+    is_verifiers_import_error,
+    load_verifiers_env,
+    v1_taskset_class,
+    verifiers_import_error,
+)
 from prime_rl.utils.config import ConfigError, bind_kwargs
 
 BUILTINS = {
@@ -68,24 +74,33 @@ def _import_env_module(name: str):
     for candidate in candidates:
         try:
             return importlib.import_module(candidate)
-        except ModuleNotFoundError as e:
+        except (ModuleNotFoundError, AttributeError) as e:
+            if is_verifiers_import_error(e):
+                raise verifiers_import_error(name, candidate, e) from None
+            if isinstance(e, AttributeError):
+                raise
             if e.name is None or not candidate.startswith(e.name):  # the module exists, one of its imports does not
                 raise ConfigError(f"environment `{name}`: importing module `{candidate}` failed: {e}") from e
     builtins = ", ".join(BUILTINS)
     raise ConfigError(
         f"environment `{name}` is not a built-in ({builtins}) or `dataset` and no module {' or '.join(candidates)} "
-        "could be imported (install it, or give a path to a .py file)"
+        "could be imported (install it, or give a path to a .py file; a verifiers taskset is an installed package too)"
     )
 
 
 def load_environment(name_or_import_path: str, **args) -> Environment:
-    """Loads a built-in environment by name, or calls `load_environment(**args)` of a user module / `.py` file."""
+    """Loads a built-in environment by name, calls `load_environment(**args)` of a user module / `.py` file, or adapts
+    an installed verifiers v1 taskset (a module exporting a `verifiers.v1.Taskset`, `environments/verifiers/`)."""
     module = _import_env_module(name_or_import_path)
     factory = getattr(module, "load_environment", None)
+    if not callable(factory) and v1_taskset_class(module) is not None:
+        return load_verifiers_env(name_or_import_path, args)
     if not callable(factory):
         raise ConfigError(f"environment `{name_or_import_path}`: module `{module.__name__}` has no load_environment()")
     bind_kwargs(factory, f"{module.__name__}.load_environment", args, n_positional=0)
     env = factory(**args)
+    if not isinstance(env, Environment) and type(env).__module__.split(".")[0] == "verifiers":
+        raise verifiers_import_error(name_or_import_path, module.__name__, TypeError(type(env).__name__))
     if not isinstance(env, Environment):
         raise ConfigError(
             f"environment `{name_or_import_path}`: load_environment() returned {type(env).__name__}, "
