@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from verifiers.v1 import EvalClientConfig, ModelContext
+from verifiers.v1 import ModelContext, TrainClientConfig
 from verifiers.v1.dialects.chat import message_to_wire
 from verifiers.v1.utils.loaders import load_environment, resolve_env_config
 
@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
     from prime_rl.client import InferenceClient
 
-ENDPOINT = EvalClientConfig(base_url="http://prime-rl.invalid/v1", api_key_var="PRIME_RL_VERIFIERS_API_KEY")
-"""The endpoint the episode's agent is configured with; the interception server's client for it is replaced by
+ENDPOINT = TrainClientConfig(base_url="http://prime-rl.invalid/v1", api_key_var="PRIME_RL_VERIFIERS_API_KEY")
+"""The endpoint the episode's agent is configured with (a train endpoint: the interception server then asks the
+client for whole responses, also for streamed requests); its client there is replaced by
 `PrimeRLClient` (nothing is ever sent there)."""
 
 
