@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from prime_rl.environments import load_environment
+from prime_rl.environments.types import Rollout
 from prime_rl.environments.verifiers import verifiers_version
 from prime_rl.environments.verifiers.trace import branch_turn
 from prime_rl.orchestrator.trajectories import rollout_to_samples
-from prime_rl.environments.types import Rollout
 from prime_rl.utils.config import ConfigError
 
 NEEDS_VERIFIERS = """
@@ -86,5 +86,7 @@ def test_unknown_environment_id_names_the_key(tmp_path, tiny_model_dir):
     )
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"rl: error: {config}: `orchestrator.env[0]`: environment `no-such-taskset` is not a built-in"), line
+    assert line.startswith(
+        f"rl: error: {config}: `orchestrator.env[0]`: environment `no-such-taskset` is not a built-in"
+    ), line
     assert "a verifiers taskset is an installed package too" in line

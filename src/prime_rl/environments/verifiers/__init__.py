@@ -33,7 +33,9 @@ def verifiers_import_error(env_id: str, module: str, e: BaseException) -> Config
     """The one-line error of an environment module that needs a verifiers it cannot have."""
     version = verifiers_version()
     if version is None:
-        return ConfigError(f"environment `{env_id}`: module `{module}` needs verifiers, which is not installed: {INSTALL_HINT}")
+        return ConfigError(
+            f"environment `{env_id}`: module `{module}` needs verifiers, which is not installed: {INSTALL_HINT}"
+        )
     return ConfigError(
         f"environment `{env_id}`: module `{module}` uses the verifiers 0.1.x API ({e}); the installed verifiers "
         f"{version} has only the v1 API (`verifiers.v1`: tasksets and harnesses), the one prime-rl supports"

@@ -80,9 +80,7 @@ class PrimeRLClient(Client):
         if prompt_ids is None:
             (completion,) = await self.inference.chat(messages, self.sampling, n=1, **extra)
         else:
-            (completion,) = await self.inference.chat_tokens(
-                prompt_ids, self.sampling, n=1, messages=messages, **extra
-            )
+            (completion,) = await self.inference.chat_tokens(prompt_ids, self.sampling, n=1, messages=messages, **extra)
         self.completions[session_id or ""].append(completion)
         return to_response(completion, body.get("model", self.inference.model))
 
@@ -97,11 +95,8 @@ class PrimeRLClient(Client):
             return None
         previous_prompt, previous_completion = previous
         upto_reply = messages[: len(messages) - len(turn.tail)]
-        env_ids = render_env_tokens(
-            self.tokenizer, upto_reply, messages[len(upto_reply) :], previous_completion, tools
-        )
+        env_ids = render_env_tokens(self.tokenizer, upto_reply, messages[len(upto_reply) :], previous_completion, tools)
         return None if env_ids is None else previous_prompt + previous_completion + env_ids
 
     async def close(self) -> None:
         """The `InferenceClient` belongs to the orchestrator, which closes it."""
-
