@@ -42,6 +42,10 @@ class Environment(ABC):
     def eval_dataset(self) -> list[Example]:
         """The evaluation split, disjoint from the training split where the task allows."""
 
+    async def close(self) -> None:
+        """Releases what rollouts started (a verifiers environment's interception server); called once at the end."""
+        return None
+
     def reference_completion(self, example: Example) -> list[dict] | None:
         """The ideal reply to `example` as chat messages (SFT warm-up on reference answers); None if there is none."""
         return None

@@ -221,6 +221,8 @@ async def run(config: OrchestratorConfig) -> None:
             # Resumed after the last step but before its evaluation was logged (killed while evaluating).
             log_eval(config, start_step - 1, await run_eval(config, start_step - 1, eval_envs, client, scheduler))
     finally:
+        for env in [*envs.values(), *eval_envs.values()]:
+            await env.close()
         await client.close()
     finish_wandb()
     logger.info("orchestrator finished %d steps", config.max_steps)

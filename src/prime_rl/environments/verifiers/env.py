@@ -133,7 +133,7 @@ class VerifiersEnv(Environment):
         return rollout
 
     async def close(self) -> None:
-        """Stops the interception server and shared tools."""
+        """Stops the interception server and shared tools (left to the event loop's shutdown, they log errors)."""
         if self._serving is not None:
             await self._serving.aclose()
             self._serving = None
