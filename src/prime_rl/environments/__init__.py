@@ -98,7 +98,12 @@ def load_environment(name_or_import_path: str, **args) -> Environment:
     if not callable(factory):
         raise ConfigError(f"environment `{name_or_import_path}`: module `{module.__name__}` has no load_environment()")
     bind_kwargs(factory, f"{module.__name__}.load_environment", args, n_positional=0)
-    env = factory(**args)
+    try:
+        env = factory(**args)
+    except AttributeError as e:
+        if is_verifiers_import_error(e):
+            raise verifiers_import_error(name_or_import_path, module.__name__, e) from None
+        raise
     if not isinstance(env, Environment) and type(env).__module__.split(".")[0] == "verifiers":
         raise verifiers_import_error(name_or_import_path, module.__name__, TypeError(type(env).__name__))
     if not isinstance(env, Environment):

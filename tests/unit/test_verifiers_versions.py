@@ -1,0 +1,68 @@
+"""With verifiers 0.4 installed (marker `verifiers`): a taskset id loads as a `VerifiersEnv`, and a module written
+for the 0.1.x API fails with one line naming the installed version."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("verifiers.v1")
+pytestmark = pytest.mark.verifiers
+
+from prime_rl.environments import load_environment  # noqa: E402
+from prime_rl.environments.verifiers import verifiers_version  # noqa: E402
+from prime_rl.environments.verifiers.env import VerifiersEnv  # noqa: E402
+from prime_rl.utils.config import ConfigError  # noqa: E402
+
+V01_ENV = """
+import verifiers as vf
+
+def load_environment():
+    return vf.SingleTurnEnv(dataset=[], rubric=vf.Rubric(funcs=[]))
+"""
+
+TASKSET = """
+import verifiers.v1 as vf
+
+
+class QData(vf.TaskData):
+    answer: str = ""
+
+
+class QTask(vf.Task[QData]):
+    @vf.reward
+    async def exact(self, trace) -> float:
+        return float(trace.last_reply == self.data.answer)
+
+
+class QTaskset(vf.Taskset[QTask]):
+    def load(self):
+        for i in range(3):
+            yield QTask(QData(prompt=f"Say {i}.", system_prompt="Be brief.", answer=str(i)))
+
+
+__all__ = ["QTaskset"]
+"""
+
+
+def test_a_0_1_api_module_is_one_line_naming_the_version(tmp_path, monkeypatch):
+    (tmp_path / "old_env.py").write_text(V01_ENV)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as e:
+        load_environment("old-env")
+    assert str(e.value) == (
+        "environment `old-env`: module `old_env` uses the verifiers 0.1.x API (module 'verifiers' has no attribute "
+        f"'SingleTurnEnv'); the installed verifiers {verifiers_version()} has only the v1 API (`verifiers.v1`: "
+        "tasksets and harnesses), the one prime-rl supports"
+    )
+
+
+def test_a_taskset_id_loads_its_tasks_as_examples(tmp_path, monkeypatch):
+    (tmp_path / "q_taskset.py").write_text(TASKSET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env = load_environment("q-taskset", max_examples=2)
+    assert isinstance(env, VerifiersEnv) and env.name == "q-taskset"
+    assert [(e.example_id, e.prompt, e.answer) for e in env.dataset()] == [
+        (i, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Say {i}."}], str(i))
+        for i in range(2)
+    ]
+    assert env.eval_dataset() == []
