@@ -18,7 +18,7 @@ import httpx
 
 from prime_rl.client.errors import InferenceError, InferenceUnreachable
 from prime_rl.client.retry import Failure, RetryPolicy, retry
-from prime_rl.client.wire import Completion, parse_completions, request_body, root_url
+from prime_rl.client.wire import Completion, parse_completions, parse_logprobs, request_body, root_url
 
 if TYPE_CHECKING:
     from prime_rl.utils.config.sections import SamplingConfig
@@ -28,9 +28,9 @@ HEALTH_POLL_SECONDS = 0.5
 
 
 class InferenceClient:
-    """Sampling (`chat`, `chat_tokens`), control (`update_weights`, `reload_weights`) and `health`/`wait_healthy`,
-    `models` of the OpenAI-compatible servers at `base_urls` (ending in `/v1`); a `transport` (e.g.
-    `httpx.ASGITransport(app)`) replaces the network, as in the in-process reference loop."""
+    """Sampling (`chat`, `chat_tokens`), scoring (`score`), control (`update_weights`, `reload_weights`) and
+    `health`/`wait_healthy`, `models` of the OpenAI-compatible servers at `base_urls` (ending in `/v1`); a `transport`
+    (e.g. `httpx.ASGITransport(app)`) replaces the network, as in the in-process reference loop."""
 
     def __init__(
         self,
@@ -87,6 +87,17 @@ class InferenceClient:
         if tools:
             body["tools"] = tools
         return await self._sample("/chat/completions/tokens", body)
+
+    async def score(self, tokens: list[int], start: int, temperature: float = 1.0) -> list[float]:
+        """Logprobs of `tokens[start:]`, each given its prefix, under the served weights (`POST /v1/logprobs`)."""
+        body = {"model": self.model, "tokens": list(tokens), "start": start, "temperature": temperature}
+
+        async def attempt() -> list[float] | Failure:
+            url = self.base_urls[next(self._next)] + "/logprobs"
+            data = await self._json("POST", url, body)
+            return data if isinstance(data, Failure) else parse_logprobs(data, len(tokens) - start, url)
+
+        return await self._retried(attempt)
 
     async def models(self) -> list[str]:
         """The model ids served (`GET /v1/models` of the next server)."""

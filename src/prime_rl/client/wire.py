@@ -1,5 +1,5 @@
 """The HTTP side of sampling: the request body built from `SamplingConfig`, and the response parsed into
-`Completion`s (token ids, logprobs, the policy step that sampled them)."""
+`Completion`s (token ids, logprobs, the policy step that sampled them); and the answer of the scoring route."""
 
 from __future__ import annotations
 
@@ -58,3 +58,14 @@ def parse_completions(response: httpx.Response, url: str) -> list[Completion]:
         return out
     except (KeyError, TypeError, ValueError) as e:
         raise InferenceError(f"malformed response from {url}: {type(e).__name__}: {e}") from None
+
+
+def parse_logprobs(data: Any, expected: int, url: str) -> list[float]:
+    """The `logprobs` of a `/v1/logprobs` response, which must hold `expected` floats."""
+    try:
+        logprobs = [float(x) for x in data["logprobs"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise InferenceError(f"malformed response from {url}: {type(e).__name__}: {e}") from None
+    if len(logprobs) != expected:
+        raise InferenceError(f"malformed response from {url}: {len(logprobs)} logprobs for {expected} scored tokens")
+    return logprobs

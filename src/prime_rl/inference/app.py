@@ -1,4 +1,5 @@
-"""The FastAPI application: OpenAI-compatible chat routes, weight routes, health and model listing.
+"""The FastAPI application: OpenAI-compatible chat routes, the scoring route `/v1/logprobs`, weight routes, health
+and model listing.
 
 Every error is an OpenAI-style body `{"error": {"message", "type", "param", "code"}}`; no request can stop the
 server (an unexpected exception becomes a 500 for that request only).
@@ -23,7 +24,7 @@ from prime_rl.inference.engines.base import Engine, EngineError, SamplingParams
 from prime_rl.inference.errors import error_response
 from prime_rl.inference.guard import BodyTooLarge, Guard
 from prime_rl.inference.json_body import decode_json
-from prime_rl.inference.protocol import INT64_MAX, build_response, parse_request
+from prime_rl.inference.protocol import INT64_MAX, ScoreRequest, build_response, parse_request
 from prime_rl.inference.streaming import stream_completion
 from prime_rl.inference.weight_paths import resolve_weight_dir, weight_files
 from prime_rl.utils.logger import get_logger
@@ -80,10 +81,13 @@ def create_app(
     async def json_body(request: Request) -> Any:
         return await off_loop(decode_json, await request.body())
 
+    def check_model(model: str | None) -> None:
+        if model is not None and model.lower() not in accepted:
+            raise EngineError(f"model `{model}` is not served here (this server serves `{served_name}`)", "model")
+
     async def complete(request: Request, token_route: bool) -> JSONResponse | StreamingResponse:
         req = parse_request(await json_body(request))
-        if req.model is not None and req.model.lower() not in accepted:
-            raise EngineError(f"model `{req.model}` is not served here (this server serves `{served_name}`)", "model")
+        check_model(req.model)
         if token_route:
             if req.tokens is None:
                 raise EngineError("`tokens` (the prompt token ids) is required on this route", "tokens")
@@ -115,6 +119,23 @@ def create_app(
     @app.post("/v1/chat/completions/tokens", response_model=None)
     async def chat_completions_tokens(request: Request) -> JSONResponse | StreamingResponse:
         return await complete(request, token_route=True)
+
+    @app.post("/v1/logprobs")
+    async def logprobs(request: Request) -> JSONResponse:
+        req = parse_request(await json_body(request), ScoreRequest)
+        check_model(req.model)
+        result = await engine.score(list(req.tokens), req.start, req.temperature)
+        return JSONResponse(
+            {
+                "object": "logprobs",
+                "model": served_name,
+                "start": req.start,
+                "temperature": req.temperature,
+                "logprobs": result.logprobs_T,
+                "policy_step": result.policy_step,
+                "usage": {"prompt_tokens": len(req.tokens), "completion_tokens": 0, "total_tokens": len(req.tokens)},
+            }
+        )
 
     @app.post("/update_weights")
     async def update_weights(request: Request) -> JSONResponse:

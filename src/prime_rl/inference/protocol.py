@@ -169,16 +169,30 @@ def _check_tools(tools: list[Tool], tool_choice: Any) -> None:
         )
 
 
-def parse_request(body: Any) -> ChatCompletionRequest:
-    """Validates a decoded JSON body; raises EngineError naming the first offending field (all unknown ones)."""
+class ScoreRequest(BaseModel):
+    """Body of `POST /v1/logprobs`: the logprob of each of `tokens[start:]` given its prefix, under the served weights
+    (teacher forcing, nothing sampled). `temperature` divides the logits before `log_softmax`; the default 1 is the
+    model's own distribution."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str | None = None
+    tokens: list[TokenId] = Field(min_length=2)
+    start: int = Field(default=1, ge=1, le=INT64_MAX)
+    temperature: float = Field(default=1.0, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE, allow_inf_nan=False)
+
+
+def parse_request(body: Any, schema: type[BaseModel] = ChatCompletionRequest) -> Any:
+    """Validates a decoded JSON body against `schema`; raises EngineError naming the first offending field (all
+    unknown ones)."""
     if not isinstance(body, dict):
         raise EngineError("the request body must be a JSON object")
-    unknown = sorted(set(body) - set(ChatCompletionRequest.model_fields))
+    unknown = sorted(set(body) - set(schema.model_fields))
     if unknown:
         names = ", ".join(f"`{k}`" for k in unknown)
         raise EngineError(f"unknown field{'s' if len(unknown) > 1 else ''} {names}", unknown[0])
     try:
-        return ChatCompletionRequest.model_validate(body)
+        return schema.model_validate(body)
     except ValidationError as e:
         # A union field fails once per branch: report the branch that got deepest into the value.
         first = e.errors()[0]["loc"][:1]

@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from prime_rl.inference.config import InferenceConfig, ServerConfig
@@ -60,6 +60,9 @@ class RLConfig(BaseSettingsConfig):
     """The orchestrator (`orchestrator @ ...` when run alone)."""
     trainer: RLTrainerConfig = RLTrainerConfig()
     """The RL trainer (`trainer @ ...` when run alone)."""
+    teacher: InferenceConfig | None = None
+    """A teacher server `rl` starts beside the inference server(s) (`[teacher]`, e.g. `model.name`; its port follows
+    theirs unless `server.port` is set); `[orchestrator.teacher]` then points at it (docs/algorithms.md)."""
     model: ModelConfig = ModelConfig()
     """Shared model (`model.name` is pushed into `trainer.model`, `orchestrator.model` and `inference.model`)."""
     output_dir: Path | None = None
@@ -95,6 +98,10 @@ class RLConfig(BaseSettingsConfig):
             if len({str(v) for v in values}) > 1:  # only defaults differ here: the first section's default wins
                 for target in targets[1:]:
                     _assign(getattr(self, target), key, values[0])
+        if self.teacher is not None:
+            if self.teacher.num_servers != 1:
+                raise ValueError(f"teacher.num_servers = {self.teacher.num_servers}: rl starts one teacher server")
+            self.teacher.output_dir = self.orchestrator.output_dir
         return self
 
 
@@ -111,11 +118,45 @@ def _derive_defaults(data: dict) -> None:
     _share_wandb_run(data)
     infer_threads, train_threads = default_threads()
     inference.setdefault("num_threads", infer_threads)
+    _derive_teacher(data, infer_threads)
     trainer.setdefault("num_threads", train_threads)
     # `rl` captures each process's console output into logs/<process>.log; a second writer would duplicate it.
     for section in (inference, orchestrator, trainer):
         if get_dotted(section, "log.file") is MISSING:
             set_dotted(section, "log.file", False)
+
+
+def _derive_teacher(data: dict, threads: int) -> None:
+    """With a `[teacher]` table: its port follows the inference servers' unless set, and `[orchestrator.teacher]`
+    reaches it (URL, model name, API key) unless set there."""
+    teacher = data.get("teacher")
+    if teacher is None:
+        return
+    teacher = data["teacher"] = teacher.model_dump(exclude_unset=True) if isinstance(teacher, BaseModel) else teacher
+    inference = data["inference"]
+    if get_dotted(teacher, "server.port") is MISSING:
+        port = _as_int(get_dotted(inference, "server.port"), ServerConfig().port)
+        set_dotted(teacher, "server.port", port + _as_int(get_dotted(inference, "num_servers"), 1))
+    teacher.setdefault("num_threads", threads)
+    if get_dotted(teacher, "log.file") is MISSING:
+        set_dotted(teacher, "log.file", False)
+    orchestrator = data["orchestrator"]
+    if orchestrator.get("teacher") is None:
+        orchestrator["teacher"] = {}
+    if get_dotted(orchestrator, "teacher.client.base_url") is MISSING:
+        set_dotted(orchestrator, "teacher.client.base_url", [f"{teacher_url(teacher)}/v1"])
+    if get_dotted(orchestrator, "teacher.model.name") is MISSING:
+        name = get_dotted(teacher, "model.name")
+        set_dotted(orchestrator, "teacher.model.name", ModelConfig().name if name is MISSING else name)
+    copy_unset(data, "teacher.server.api_key", "orchestrator.teacher.client.api_key")
+
+
+def teacher_url(teacher: dict | InferenceConfig) -> str:
+    """The root URL of the teacher server `rl` starts (a dict: the raw `[teacher]` table)."""
+    server = teacher.get("server", {}) if isinstance(teacher, dict) else teacher.server.model_dump()
+    host = server.get("host", ServerConfig().host)
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{host}:{_as_int(server.get('port'), ServerConfig().port)}"
 
 
 def _share_wandb_run(data: dict) -> None:

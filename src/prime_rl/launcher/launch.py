@@ -72,6 +72,26 @@ def check_prompt_lengths(config: RLConfig, envs: list[Environment], max_examples
                 )
 
 
+def check_teacher(config: RLConfig) -> None:
+    """`teacher_tau > 0` needs a teacher: without one the teacher term would silently be zero. A teacher `rl` starts
+    must share the policy's tokenizer, since it scores the policy's token ids as they are."""
+    loss = config.trainer.loss
+    tau = getattr(loss, "teacher_tau", 0.0) if getattr(loss, "type", None) == "default" else 0.0
+    if tau > 0 and config.orchestrator.teacher is None:
+        raise ConfigError(
+            f"{config.source_of('trainer.loss.teacher_tau')}: `trainer.loss.teacher_tau` = {tau} needs a teacher: "
+            "add a `[teacher]` table (rl starts that server) or `[orchestrator.teacher]` (a running server)"
+        )
+    if config.teacher is not None:
+        policy = AutoTokenizer.from_pretrained(resolve_model_path(config.orchestrator.model.name))
+        teacher = AutoTokenizer.from_pretrained(resolve_model_path(config.teacher.model.name))
+        if policy.get_vocab() != teacher.get_vocab():
+            raise ConfigError(
+                f"{config.source_of('teacher.model.name')}: `teacher.model.name` = {config.teacher.model.name!r} "
+                f"has another tokenizer than the policy {config.orchestrator.model.name!r}; a teacher must share it"
+            )
+
+
 def check_model(config: RLConfig) -> None:
     """A name that can only be a local path (absolute, relative with a dot, or with 2+ slashes) must exist."""
     name = config.trainer.model.name
@@ -82,12 +102,14 @@ def check_model(config: RLConfig) -> None:
 
 
 def render_configs(config: RLConfig) -> dict[str, str]:
-    """`{process: TOML text}`; fails if a value cannot be expressed in TOML."""
-    return {name: config_toml(getattr(config, name), name) for name in SECTIONS}
+    """`{process: TOML text}` (and `teacher` with a `[teacher]` table); fails if a value cannot be expressed in
+    TOML."""
+    names = [*SECTIONS, *(["teacher"] if config.teacher is not None else [])]
+    return {name: config_toml(getattr(config, name), name) for name in names}
 
 
 def write_configs(config: RLConfig, output_dir: Path) -> dict[str, Path]:
-    """Writes `configs/{inference,orchestrator,trainer}.toml` under `output_dir`."""
+    """Writes `configs/{inference,orchestrator,trainer}.toml` (and `teacher.toml`) under `output_dir`."""
     paths = {}
     for name, text in render_configs(config).items():
         paths[name] = RunDir(output_dir).config(name)
@@ -127,11 +149,14 @@ def launch(config: RLConfig) -> None:
     sys.path[:0] = [p for p in paths_on_path if p not in sys.path]
     # Everything that can fail is checked before the output directory is touched.
     check_model(config)
+    check_teacher(config)
     check_prompt_lengths(config, check_plugins(config))
     resume_step = pin_resume_step(config)
     render_configs(config)
     lock = RunLock(Path(config.orchestrator.output_dir))
     check_port_free(config.inference.server.host, config.inference.server.port)
+    if config.teacher is not None:
+        check_port_free(config.teacher.server.host, config.teacher.server.port, "teacher")
     output_dir = prepare_output_dir(config, resume_step)
     paths = write_configs(config, output_dir)
     # Also when started with SIGINT ignored (e.g. `rl ... &` from a script): Ctrl-C / SIGINT / SIGTERM stop the run,

@@ -46,14 +46,14 @@ def make_output_dir(output_dir: Path) -> None:
         raise ConfigError(f"`output_dir` = {output_dir} cannot be created: {e.strerror}") from None
 
 
-def check_port_free(host: str, port: int) -> None:
-    """ConfigError naming `inference.server.port` when `host:port` cannot be bound (as the server would bind it)."""
+def check_port_free(host: str, port: int, section: str = "inference") -> None:
+    """ConfigError naming `<section>.server.port` when `host:port` cannot be bound (as the server would bind it)."""
     if port == 0:
         return
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except OSError as e:
-        raise ConfigError(f"`inference.server.host` = {host!r} cannot be resolved: {e.strerror}") from None
+        raise ConfigError(f"`{section}.server.host` = {host!r} cannot be resolved: {e.strerror}") from None
     with socket.socket(family, kind, proto) as sock:
         # The server sets SO_REUSEADDR too: a port held only by closed connections (TIME_WAIT) is free.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -62,6 +62,6 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as e:
             reason = "is already in use" if e.errno == errno.EADDRINUSE else f"cannot be bound: {e.strerror}"
             raise ConfigError(
-                f"`inference.server.port` = {port}: {host}:{port} {reason} (stop whatever listens there or choose "
+                f"`{section}.server.port` = {port}: {host}:{port} {reason} (stop whatever listens there or choose "
                 "another port)"
             ) from None

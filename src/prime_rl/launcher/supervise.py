@@ -1,6 +1,7 @@
-"""Runs the three processes of `rl` and watches them: the run succeeds when trainer and orchestrator both exit 0 (the
-orchestrator may still evaluate the final policy after the trainer is done); any other exit (or a non-zero one)
-stops the rest, prints the failing process's last log lines and how to resume. Nothing is restarted silently."""
+"""Runs the three processes of `rl` (and a teacher server) and watches them: the run succeeds when trainer and
+orchestrator both exit 0 (the orchestrator may still evaluate the final policy after the trainer is done); any other
+exit (or a non-zero one) stops the rest, prints the failing process's last log lines and how to resume.
+Nothing is restarted silently."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 from prime_rl.client import InferenceClient, InferenceError
-from prime_rl.launcher.config import RLConfig
+from prime_rl.launcher.config import RLConfig, teacher_url
 from prime_rl.launcher.processes import Child, ProcessSpec, stop_all, tail
 from prime_rl.launcher.progress import Progress, show
 from prime_rl.launcher.resume import latest_resumable
@@ -31,7 +32,8 @@ POLL_SECONDS = 0.5
 def process_specs(
     config: RLConfig, output_dir: Path, paths: dict[str, Path], python_path: tuple[str, ...] = ()
 ) -> dict[str, ProcessSpec]:
-    """`inference` (and `inference_1`, ... with `inference.num_servers`), `trainer`, `orchestrator`."""
+    """`inference` (and `inference_1`, ... with `inference.num_servers`), `teacher` (with `[teacher]`), `trainer`,
+    `orchestrator`."""
     ranks = config.trainer.num_processes
     trainer_threads = rank_threads(config.trainer.num_threads, ranks)
     threads = {"inference": config.inference.num_threads, "trainer": trainer_threads, "orchestrator": 1}
@@ -41,6 +43,15 @@ def process_specs(
         spec = ProcessSpec(name, MODULES[name], paths[name], run.log(name), threads[name], python_path)
         specs.update(inference_specs(config, spec) if name == "inference" else {name: spec})
     specs["trainer"].num_processes = ranks
+    if config.teacher is not None:
+        specs["teacher"] = ProcessSpec(
+            "teacher",
+            MODULES["inference"],
+            paths["teacher"],
+            run.log("teacher"),
+            config.teacher.num_threads,
+            python_path,
+        )
     return specs
 
 
@@ -75,11 +86,12 @@ def inference_specs(config: RLConfig, first: ProcessSpec) -> dict[str, ProcessSp
 
 
 def server_urls(config: RLConfig) -> list[str]:
-    """The root URL of every inference server (`server.port + i`)."""
+    """The root URL of every inference server (`server.port + i`), then of the teacher server."""
     host = config.inference.server.host
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     port = config.inference.server.port
-    return [f"http://{host}:{port + i}" for i in range(config.inference.num_servers)]
+    teacher = [teacher_url(config.teacher)] if config.teacher is not None else []
+    return [f"http://{host}:{port + i}" for i in range(config.inference.num_servers)] + teacher
 
 
 def report_failure(child: Child, code: int, lines: int) -> None:
@@ -108,7 +120,8 @@ def wait_healthy(url: str, timeout: float, children: list[Child]) -> Child | Non
     A trainer that exits 0 has not failed: resumed after its last step, it has nothing to train."""
 
     def dead() -> Child | None:
-        return next((c for c in children if (code := c.poll()) is not None and (code or c.name == "inference")), None)
+        servers_or_failed = (c for c in children if (code := c.poll()) is not None and (code or c.name != "trainer"))
+        return next(servers_or_failed, None)
 
     async def wait() -> None:
         client = InferenceClient([url], model="", timeout=2.0)
@@ -162,7 +175,7 @@ def supervise(
     live = sys.stdout.isatty()
     children: list[Child] = []
     try:
-        for name in [n for n in specs if n.startswith("inference")] + ["trainer"]:
+        for name in [n for n in specs if n.startswith("inference") or n == "teacher"] + ["trainer"]:
             children.append(Child(specs[name], keep_fds=keep_fds))
             logger.info("started %s (pid %d), log %s", name, children[-1].popen.pid, specs[name].log_path)
         for url in server_urls(config):

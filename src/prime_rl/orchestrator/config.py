@@ -85,6 +85,27 @@ class DifficultyConfig(BaseConfig):
         return self
 
 
+class TeacherConfig(BaseConfig):
+    """On-policy distillation: a teacher on its own inference server scores every sample's completion tokens
+    (`POST /v1/logprobs`), and the batch carries them as `teacher_logprobs` (`orchestrator/teacher.py`)."""
+
+    model: ModelConfig
+    """The teacher model; `model.name` is sent with every request (the server refuses another name). It must use the
+    policy's tokenizer: token ids are scored as they are."""
+    client: ClientConfig
+    """The teacher server(s): `client.base_url` is required (under `rl`, derived from `[teacher]`)."""
+    temperature: float = Field(1.0, gt=0)
+    """The teacher's logits are divided by this before `log_softmax`; 1 is the teacher's own distribution."""
+
+    @model_validator(mode="after")
+    def _check_url(self) -> TeacherConfig:
+        # ClientConfig's default URL is the policy server's: a teacher defaulting to it would distil the policy
+        # into itself without a word.
+        if "base_url" not in self.client.model_fields_set:
+            raise ValueError("client.base_url (the teacher server's URL) is required")
+        return self
+
+
 class OrchestratorEnvConfig(EnvConfig):
     """One training environment."""
 
@@ -144,6 +165,8 @@ class OrchestratorConfig(BaseSettingsConfig):
     """Seconds to wait for a required policy's `broadcasts/step_K/STABLE` before failing."""
     ckpt: CkptConfig = CkptConfig()
     """Checkpointing (`checkpoints/step_N/orchestrator/`: progress and buffer) and resume."""
+    teacher: TeacherConfig | None = None
+    """A teacher whose logprobs of the completion tokens travel in the batch (`[orchestrator.teacher]`; None: off)."""
     eval: OnlineEvalConfig | None = None
     """Periodic evaluation of the served policy on eval splits (`[orchestrator.eval]`), logged as `eval/...`."""
     log: LogConfig = LogConfig(file=False)

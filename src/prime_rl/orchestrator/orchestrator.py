@@ -36,6 +36,7 @@ from prime_rl.orchestrator.metrics import (
 )
 from prime_rl.orchestrator.refill import has_signal, refill
 from prime_rl.orchestrator.scheduler import PolicyScheduler, UpdateFn
+from prime_rl.orchestrator.teacher import add_teacher_logprobs, setup_teacher_client
 from prime_rl.run_dir import RunDir
 from prime_rl.transport.base import BatchSender
 from prime_rl.transport.filesystem import FileSystemSender
@@ -79,14 +80,13 @@ def make_batch(
     config: OrchestratorConfig, step: int, generation: Generation, groups: list[Group]
 ) -> tuple[TrainingBatch, dict[str, Any]]:
     """Advantages and batch assembly of `groups`; returns the batch and the step's rollout (all generated groups),
-    batch and timing metrics."""
+    batch and timing metrics (the digest is taken once teacher logprobs are in)."""
     start = time.perf_counter()
     batch, stats = assemble_batch(step, groups, config.advantage, config.seq_len, config.filter_zero_variance)
     return batch, {
         **reward_metrics(generation.groups),
         **rollout_metrics(generation.groups),
         **batch_metrics(step, batch, stats),
-        "batch/digest": batch_digest(batch),
         "perf/gen_tokens_per_s": generation.tokens / max(generation.wall_s, 1e-9),
         "time/generate": generation.wall_s,
         "time/score": generation.score_s,
@@ -144,9 +144,10 @@ async def orchestrate_step(
     scheduler: PolicyScheduler,
     sender: BatchSender,
     timer: ScoreTimer,
+    teacher: InferenceClient | None = None,
 ) -> None:
-    """Policy → examples → rollouts (refills) → difficulty pools → (checkpoint of step + 1) → metrics record →
-    batch."""
+    """Policy → examples → rollouts (refills) → difficulty pools → (checkpoint of step + 1) → (teacher logprobs) →
+    metrics record → batch."""
     step_start = time.perf_counter()
     waited = await scheduler.prepare(step)
 
@@ -175,7 +176,13 @@ async def orchestrate_step(
     if ckpt.is_ckpt_step(step + 1, config.ckpt.interval, config.max_steps):
         ckpt.save_ckpt(config.output_dir, step + 1, {"buffer": buffer.state_dict()}, config.ckpt.keep_last)
     batch, batch_record = make_batch(config, step, generation, groups)
+    if teacher is not None:
+        start = time.perf_counter()
+        metrics |= await add_teacher_logprobs(batch, teacher, config.teacher.temperature, config.max_concurrent)
+        teacher.raise_if_unreachable()
+        metrics["time/teacher"] = time.perf_counter() - start
     metrics |= batch_record | {
+        "batch/digest": batch_digest(batch),
         "policy/loaded": float(scheduler.loaded),
         "time/wait_for_weights": waited,
         "time/step": time.perf_counter() - step_start,
@@ -196,9 +203,12 @@ async def run(config: OrchestratorConfig) -> None:
         eval_envs = setup_eval_environments(config, tokenizer)
     buffer = setup_buffer(config, envs)
     client = setup_client(config)
+    teacher = setup_teacher_client(config.teacher) if config.teacher is not None else None
     setup_wandb(config.wandb, "orchestrator", config.output_dir, config.model_dump(mode="json"))
     try:
         await client.wait_healthy(config.client.health_timeout)
+        if teacher is not None:
+            await teacher.wait_healthy(config.teacher.client.health_timeout)
         start_step = await start_or_resume(config, buffer, client)
         # After a resume the server may hold any weights (loaded = -1): the first step always loads a policy.
         scheduler = PolicyScheduler(
@@ -214,7 +224,7 @@ async def run(config: OrchestratorConfig) -> None:
             log_eval(config, -1, await run_eval(config, -1, eval_envs, client, scheduler))
         logger.info("orchestrating steps %d..%d with envs %s", start_step, config.max_steps - 1, list(envs))
         for step in range(start_step, config.max_steps):
-            await orchestrate_step(config, step, buffer, envs, client, scheduler, sender, timer)
+            await orchestrate_step(config, step, buffer, envs, client, scheduler, sender, timer, teacher)
             if eval_due(config, step):
                 log_eval(config, step, await run_eval(config, step, eval_envs, client, scheduler))
         if start_step == config.max_steps and eval_due(config, start_step - 1) and not final_eval_logged(config):
@@ -224,6 +234,8 @@ async def run(config: OrchestratorConfig) -> None:
         for env in [*envs.values(), *eval_envs.values()]:
             await env.close()
         await client.close()
+        if teacher is not None:
+            await teacher.close()
     finish_wandb()
     logger.info("orchestrator finished %d steps", config.max_steps)
 

@@ -1,8 +1,9 @@
 """Turns orchestrator samples into packed micro-batches of at most `seq_len` tokens (architecture.md §5).
 
 A sample is `prompt_ids + completion_ids`: loss mask False on the prompt and the completion mask on the completion,
-inference logprobs 0 on the prompt, the first completion temperature on the prompt, the advantage on every token,
-truncated to `seq_len`. Samples are packed first-fit decreasing; position ids restart at 0 for every sample.
+inference (and teacher) logprobs 0 on the prompt, the first completion temperature on the prompt, the advantage on
+every token, truncated to `seq_len`. Samples are packed first-fit decreasing; position ids restart at 0 for
+every sample.
 
 With `share_prompts`, samples whose `prompt_ids` are identical (a group's rollouts) are packed as one segment: the
 prompt once, then each completion with position ids continuing from the prompt's length (Prefix Grouper,
@@ -30,6 +31,7 @@ class PreparedSample:
     inference_logprobs_T: list[float]
     temperatures_T: list[float]
     advantage: float
+    teacher_logprobs_T: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class MicroBatch:
     temperatures: Float[Tensor, " tokens"]
     seq_lens: list[int] = field(default_factory=list)
     shared: SharedPrompts | None = None
+    teacher_logprobs: Float[Tensor, " tokens"] | None = None
+    """Teacher logprobs in the sample layout (0 on prompts); None when the batch has none."""
 
     @property
     def num_tokens(self) -> int:
@@ -103,7 +107,9 @@ class MicroBatch:
 def prepare_sample(sample: TrainingSample, seq_len: int, index: int = 0) -> PreparedSample:
     """Builds the per-token lists of one sample; raises ValueError naming the sample index on ragged fields."""
     n = len(sample.completion_ids)
-    for name in ("completion_mask", "completion_logprobs", "completion_temperatures"):
+    names = ["completion_mask", "completion_logprobs", "completion_temperatures"]
+    teacher = sample.completion_teacher_logprobs
+    for name in names + (["completion_teacher_logprobs"] if teacher is not None else []):
         if len(getattr(sample, name)) != n:
             raise ValueError(
                 f"sample {index}: {name} has {len(getattr(sample, name))} entries for {n} completion tokens"
@@ -116,6 +122,7 @@ def prepare_sample(sample: TrainingSample, seq_len: int, index: int = 0) -> Prep
         inference_logprobs_T=([0.0] * prompt_len + list(sample.completion_logprobs))[:seq_len],
         temperatures_T=([prompt_temp] * prompt_len + list(sample.completion_temperatures))[:seq_len],
         advantage=sample.advantage,
+        teacher_logprobs_T=None if teacher is None else ([0.0] * prompt_len + list(teacher))[:seq_len],
     )
 
 
@@ -140,6 +147,9 @@ def collate(samples: list[PreparedSample]) -> MicroBatch:
         return torch.tensor([x for s in samples for x in getattr(s, name)], dtype=dtype)
 
     lens = [len(s.input_ids_T) for s in samples]
+    has_teacher = {s.teacher_logprobs_T is not None for s in samples}
+    if len(has_teacher) > 1:
+        raise ValueError("some samples of the batch carry teacher logprobs and others do not")
     return MicroBatch(
         input_ids=cat("input_ids_T", torch.long),
         position_ids=torch.cat([torch.arange(n) for n in lens]),
@@ -150,6 +160,7 @@ def collate(samples: list[PreparedSample]) -> MicroBatch:
         ),
         temperatures=cat("temperatures_T", torch.float32),
         seq_lens=lens,
+        teacher_logprobs=cat("teacher_logprobs_T", torch.float32) if has_teacher == {True} else None,
     )
 
 

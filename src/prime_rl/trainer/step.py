@@ -72,7 +72,7 @@ def forward_backward(
             only=mb.loss_mask,
             shared=mb.shared,
         )
-        loss, loss_metrics = compute_micro_batch_loss(logprobs, mb, loss_fn, loss_scale)
+        loss, loss_metrics = compute_micro_batch_loss(logprobs, mb, loss_fn, loss_scale, mb.teacher_logprobs)
         loss.backward()
         total += float(loss.detach())
         mask = mb.loss_mask

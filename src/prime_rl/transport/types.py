@@ -24,6 +24,8 @@ class TrainingSample(msgspec.Struct, array_like=True, gc=False):
     """Policy step of the weights that generated the (first token of the) completion."""
     example_id: int = -1
     env_name: str = ""
+    completion_teacher_logprobs: list[float] | None = None
+    """Teacher logprobs of the completion tokens (at the teacher's temperature); None without a teacher."""
 
 
 class TrainingBatch(msgspec.Struct, array_like=True, gc=False):

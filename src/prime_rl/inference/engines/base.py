@@ -87,6 +87,25 @@ def check_request(
     return room if params.max_tokens is None else min(params.max_tokens, room)
 
 
+@dataclass
+class ScoreResult:
+    """Logprobs of given tokens under the served weights (teacher forcing, no sampling)."""
+
+    logprobs_T: list[float]
+    """`log p(tokens[t] | tokens[:t])` for t = start, ..., len(tokens) - 1."""
+    policy_step: int
+
+
+def check_score(tokens: list[int], start: int, max_model_len: int, vocab_size: int) -> None:
+    """The limits of a scoring request: a prefix of at least one token, the whole sequence within the context."""
+    if not 1 <= start < len(tokens):
+        raise EngineError(f"`start` ({start}) must be in [1, {len(tokens)}) for {len(tokens)} tokens", "start")
+    if len(tokens) > max_model_len:
+        raise EngineError(f"{len(tokens)} tokens exceed the model's context of {max_model_len} tokens", "tokens")
+    if any(t < 0 or t >= vocab_size for t in tokens):
+        raise EngineError(f"token ids must be in [0, {vocab_size})", "tokens")
+
+
 TokenCallback = Callable[[int, int, float, list[tuple[int, float]], bool], None]
 """Called on the caller's event loop per sampled token: (choice index, token id, logprob, top logprobs, is last)."""
 
@@ -117,6 +136,10 @@ class Engine(ABC):
 
         Streamed requests in flight when weights change fail with a 409 EngineError (sent tokens cannot be undone).
         """
+
+    async def score(self, tokens: list[int], start: int, temperature: float) -> ScoreResult:
+        """Logprobs of `tokens[start:]`, each given its prefix, from `log_softmax(logits / temperature)`."""
+        raise EngineError(f"{type(self).__name__} cannot score token ids", status=501)
 
     @abstractmethod
     async def update_weights(self, weight_dir: Path, step: int) -> None:

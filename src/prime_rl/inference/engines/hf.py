@@ -16,6 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from jaxtyping import Float
@@ -26,8 +27,10 @@ from prime_rl.inference.engines.base import (
     EngineError,
     GenerationResult,
     SamplingParams,
+    ScoreResult,
     TokenCallback,
     check_request,
+    check_score,
 )
 from prime_rl.inference.engines.model_runner import ModelRunner, load_model_runner
 from prime_rl.inference.engines.requests import Request, Sequence, dispatch, resolve
@@ -36,6 +39,8 @@ from prime_rl.inference.engines.scheduler import Scheduler
 from prime_rl.inference.engines.stopping import check_finished
 from prime_rl.inference.engines.weights import read_weight_dir
 from prime_rl.utils.logger import get_logger
+
+T = TypeVar("T")
 
 
 class HFEngine(Engine):
@@ -90,6 +95,15 @@ class HFEngine(Engine):
         self.scheduler.submit(request)
         return await request.future
 
+    async def score(self, tokens: list[int], start: int, temperature: float) -> ScoreResult:
+        """One forward on the engine thread between two decode steps, so it never overlaps a weight swap."""
+        check_score(tokens, start, self.max_model_len, self.runner.vocab_size)
+
+        def forward() -> ScoreResult:
+            return ScoreResult(self.runner.score(tokens, start, temperature).tolist(), self.policy_step)
+
+        return await self._run_command(forward)
+
     async def update_weights(self, weight_dir: Path, step: int) -> None:
         tensors = await asyncio.to_thread(read_weight_dir, weight_dir, self.runner.model)
         await self.load_weights(tensors, step)
@@ -102,22 +116,23 @@ class HFEngine(Engine):
     async def reload_weights(self) -> None:
         await self._run_command(self._reload)
 
-    async def _run_command(self, fn: Callable[[], None]) -> None:
+    async def _run_command(self, fn: Callable[[], T]) -> T:
+        """Runs `fn` on the engine thread between two steps; returns its result (or raises its exception)."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
 
         def command() -> None:
             try:
-                fn()
+                result = fn()
             except Exception as e:
                 loop.call_soon_threadsafe(resolve, done, None, e)
                 return
-            loop.call_soon_threadsafe(resolve, done, None, None)
+            loop.call_soon_threadsafe(resolve, done, result, None)
 
         with self.scheduler.cond:
             self._commands.append(command)
             self.scheduler.cond.notify_all()
-        await done
+        return await done
 
     # ------------------------------------------------------------------ engine thread
 

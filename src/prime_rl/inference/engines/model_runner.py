@@ -100,6 +100,15 @@ class ModelRunner:
         ).last_hidden_state
         return self.lm_head(hidden[:, 0])
 
+    def score(self, tokens: list[int], start: int, temperature: float) -> Float[Tensor, " scored"]:
+        """Teacher-forced logprobs of `tokens[start:]` at `temperature`: one causal forward without the KV cache,
+        the LM head only on the positions that predict a scored token."""
+        input_ids = torch.tensor([tokens], device=self.device)
+        hidden = self.backbone(input_ids=input_ids, use_cache=False).last_hidden_state[0, start - 1 : -1]
+        logits = self.lm_head(hidden).float() / temperature
+        labels = torch.tensor(tokens[start:], device=self.device)
+        return torch.log_softmax(logits, dim=-1).gather(1, labels[:, None])[:, 0]
+
     def load_weights(self, tensors: dict[str, Tensor]) -> None:
         """Copies canonical-name tensors into the model in place (the starting weights are kept once)."""
         if self.base_state is None:

@@ -35,7 +35,8 @@ class LossConfig(BaseConfig):
     adv_tau: float = Field(1.0, ge=0)
     """Scale of the advantages."""
     teacher_tau: float = Field(0.0, ge=0)
-    """Weight of the teacher term `teacher_lp - trainer_lp` added to the advantages (must be 0: no teacher yet)."""
+    """Weight of the teacher term `teacher_lp - trainer_lp` added to the advantages; > 0 needs
+    `[orchestrator.teacher]` (docs/algorithms.md, "Teacher / on-policy distillation")."""
     kl_tau: float = Field(0.0, ge=0)
     """Weight of the KL penalty to the inference policy."""
 
@@ -129,14 +130,10 @@ class RLTrainerConfig(BaseTrainerConfig):
     """Trainer ranks `rl` starts on this machine under `torchrun --nproc-per-node` (one per GPU); 1 runs one plain
     process. Unused when you start `trainer` yourself (torchrun then decides)."""
 
-    @model_validator(mode="after")
-    def _check_teacher(self) -> RLTrainerConfig:
-        # The trainer has no teacher model yet, so the teacher term would silently be zero.
-        if isinstance(self.loss, LossConfig) and self.loss.teacher_tau > 0:
-            raise ValueError(
-                f"trainer.loss.teacher_tau = {self.loss.teacher_tau}: no teacher model is supported yet, set it to 0"
-            )
-        return self
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether every batch must carry teacher logprobs (the default loss with `teacher_tau > 0`)."""
+        return isinstance(self.loss, LossConfig) and self.loss.teacher_tau > 0
 
     @property
     def packs_shared_prompts(self) -> bool:

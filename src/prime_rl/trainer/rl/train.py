@@ -16,7 +16,7 @@ from prime_rl.trainer.packing import pack_samples
 from prime_rl.trainer.parallel import main_decides, record_errors, setup_world
 from prime_rl.trainer.report import log_step, rl_batch_metrics
 from prime_rl.trainer.rl.config import RLTrainerConfig
-from prime_rl.trainer.rl.data import check_staleness, setup_data_loader
+from prime_rl.trainer.rl.data import check_staleness, check_teacher, setup_data_loader
 from prime_rl.trainer.rl.loss import setup_loss_fn
 from prime_rl.trainer.scheduler import setup_scheduler
 from prime_rl.trainer.step import check_finite, train_step
@@ -66,6 +66,7 @@ def train(config: RLTrainerConfig) -> None:
         start = time.perf_counter()
         batch = data.get_batch(step)
         check_staleness(batch, step, config.max_async_level)
+        check_teacher(batch, step, config.needs_teacher)
         waited = time.perf_counter() - start
         micro_batches = pack_samples(batch.samples, config.seq_len, share=config.packs_shared_prompts)
         if not micro_batches:
