@@ -248,16 +248,29 @@ def test_setup_loss_fn_rejects_bad_import_paths(tmp_path, monkeypatch):
     assert callable(setup_loss_fn(CustomLossConfig(import_path="loss_paths_mod:my_loss", kwargs={"scale": 2})))
 
 
-def test_teacher_tau_is_refused_until_the_trainer_has_a_teacher():
+def test_teacher_tau_without_a_teacher_is_refused_by_rl_and_by_the_trainer(tmp_path):
     from prime_rl.launcher.config import RLConfig
+    from prime_rl.launcher.launch import check_teacher
     from prime_rl.trainer.rl.config import RLTrainerConfig
+    from prime_rl.trainer.rl.data import check_teacher as check_batch
+    from prime_rl.transport.types import TrainingBatch, TrainingSample
     from prime_rl.utils.config import parse_config
 
-    message = "trainer.loss.teacher_tau = 0.5: no teacher model is supported yet, set it to 0"
+    toml = tmp_path / "rl.toml"
+    toml.write_text("[trainer.loss]\nteacher_tau = 0.5\n")
     with pytest.raises(ConfigError) as e:
-        parse_config(RLTrainerConfig, ["--loss.teacher-tau", "0.5"])
-    assert str(e.value) == f"invalid config (command line): {message}"
-    with pytest.raises(ConfigError) as e:
-        parse_config(RLConfig, ["--trainer.loss.teacher-tau", "0.5"])
-    assert str(e.value) == f"invalid config (command line): `trainer`: {message}"
-    assert parse_config(RLTrainerConfig, ["--loss.teacher-tau", "0"]).loss.teacher_tau == 0.0
+        check_teacher(parse_config(RLConfig, ["@", str(toml)]))
+    assert str(e.value) == (
+        f"{toml}: `trainer.loss.teacher_tau` = 0.5 needs a teacher: add a `[teacher]` table (rl starts that server) "
+        "or `[orchestrator.teacher]` (a running server)"
+    )
+    check_teacher(parse_config(RLConfig, ["@", str(toml), "--orchestrator.teacher.client.base-url", "http://t/v1",
+                                          "--orchestrator.teacher.model.name", "t"]))  # fmt: skip
+    # The trainer alone cannot see the orchestrator's config: it refuses a batch without teacher logprobs.
+    trainer = parse_config(RLTrainerConfig, ["--loss.teacher-tau", "0.5"])
+    sample = TrainingSample([1], [2], [True], [-0.1], [1.0], 0.0, 0.0, 0)
+    with pytest.raises(ValueError, match=r"step 3: sample 0 has no teacher logprobs but trainer.loss.teacher_tau > 0"):
+        check_batch(TrainingBatch(step=3, samples=[sample]), 3, trainer.needs_teacher)
+    sample.completion_teacher_logprobs = [-0.2]
+    check_batch(TrainingBatch(step=3, samples=[sample]), 3, trainer.needs_teacher)
+    assert not parse_config(RLTrainerConfig, ["--loss.teacher-tau", "0"]).needs_teacher

@@ -61,3 +61,34 @@ def test_pack_samples_restarts_positions_and_respects_budget():
     assert sum(mb.num_tokens for mb in micro_batches) == 24
     assert all(mb.num_tokens <= 12 for mb in micro_batches)
     assert first.inference_logprobs.dtype == torch.float32
+
+
+def test_teacher_logprobs_follow_the_sample_layout_with_shared_prompts_and_truncation():
+    def sample(prompt, completion, teacher):
+        n = len(completion)
+        return TrainingSample(prompt, completion, [True] * n, [-0.5] * n, [1.0] * n, 1.0, 0.0, 0, -1, "", teacher)
+
+    samples = [
+        sample([1, 2, 3], [4, 5], [-0.1, -0.2]),
+        sample([1, 2, 3], [6], [-0.3]),
+        sample([7, 8], [9, 10, 11, 12, 13], [-1.0, -2.0, -3.0, -4.0, -5.0]),
+    ]
+    for share in (False, True):
+        micro_batches = pack_samples(samples, 6, share=share)
+        got = {}
+        for mb in micro_batches:
+            for ids, teacher in zip(
+                torch.split(mb.input_ids, mb.seq_lens), torch.split(mb.teacher_logprobs, mb.seq_lens), strict=True
+            ):
+                got[tuple(ids.tolist())] = teacher.tolist()
+        assert got == {
+            (1, 2, 3, 4, 5): [0.0, 0.0, 0.0, pytest.approx(-0.1), pytest.approx(-0.2)],
+            (1, 2, 3, 6): [0.0, 0.0, 0.0, pytest.approx(-0.3)],
+            (7, 8, 9, 10, 11, 12): [0.0, 0.0, -1.0, -2.0, -3.0, -4.0],  # cut to seq_len with its tokens
+        }
+        assert share == any(mb.shared is not None for mb in micro_batches)
+    assert all(mb.teacher_logprobs is None for mb in pack_samples([sample([1], [2], None)], 6))
+    with pytest.raises(ValueError, match="some samples of the batch carry teacher logprobs and others do not"):
+        pack_samples([sample([1], [2], None), sample([1], [3], [-0.1])], 6)
+    with pytest.raises(ValueError, match="sample 0: completion_teacher_logprobs has 1 entries for 2 completion tokens"):
+        pack_samples([sample([1], [2, 3], [-0.1])], 6)
