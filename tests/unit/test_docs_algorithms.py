@@ -12,7 +12,7 @@ import torch
 from prime_rl.orchestrator.config import AdvantageConfigType
 from prime_rl.trainer.rl.config import LossConfig, LossConfigType
 from prime_rl.trainer.rl.loss import LossInputs, compute_loss, default_loss_fn, setup_loss_fn
-from prime_rl.utils.config import BaseSettingsConfig, parse_config
+from prime_rl.utils.config import BaseSettingsConfig, ConfigError, parse_config
 
 DOC = Path(__file__).parents[2] / "docs" / "algorithms.md"
 
@@ -64,8 +64,25 @@ class PluginsConfig(BaseSettingsConfig):
 
 
 def test_every_toml_snippet_parses(tmp_path):
-    blocks = re.findall(r"```toml\n(.*?)```", DOC.read_text(), re.S)
+    # The teacher snippets are `rl` configs: `test_teacher_snippets_parse_as_rl_configs`.
+    text = re.sub(r"<!-- tested-example: teacher-[^>]*-->\n```toml\n.*?```", "", DOC.read_text(), flags=re.S)
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
     assert len(blocks) == 4
     for i, block in enumerate(blocks):
         (tmp_path / f"{i}.toml").write_text(block)
         parse_config(PluginsConfig, ["@", str(tmp_path / f"{i}.toml")])
+
+
+def test_teacher_snippets_parse_as_rl_configs(tmp_path):
+    from prime_rl.launcher.config import RLConfig
+
+    (tmp_path / "rl.toml").write_text(doc_block("teacher-rl"))
+    config = parse_config(RLConfig, ["@", str(tmp_path / "rl.toml"), "--inference.server.port", "9000"])
+    assert config.teacher.server.port == 9001 and config.trainer.loss.teacher_tau == 1.0
+    assert config.orchestrator.teacher.client.base_url == ["http://127.0.0.1:9001/v1"]
+    assert config.orchestrator.teacher.model.name == "HuggingFaceTB/SmolLM2-360M-Instruct"
+    (tmp_path / "orch.toml").write_text(doc_block("teacher-orchestrator"))
+    config = parse_config(RLConfig, ["@", str(tmp_path / "orch.toml")])
+    assert config.teacher is None and config.orchestrator.teacher.client.base_url == ["http://10.0.0.5:8100/v1"]
+    with pytest.raises(ConfigError, match=r"client\.base_url \(the teacher server's URL\) is required"):
+        parse_config(RLConfig, ["--orchestrator.teacher.model.name", "t", "--orchestrator.teacher.client.api-key", "k"])
