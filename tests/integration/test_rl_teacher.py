@@ -1,6 +1,7 @@
 """`rl` with a teacher server it starts (`[teacher]`): teacher logprobs reach the loss, a SIGKILLed teacher stops the
 run and a resume trains every batch exactly once; `teacher_tau > 0` without a teacher exits 2 before start."""
 
+import math
 import os
 import re
 import signal
@@ -95,5 +96,6 @@ def test_rl_with_a_teacher_then_sigkill_of_the_teacher_and_resume_exactly_once(t
     assert (out / "configs/teacher.toml").is_file() and "engine ready" in (out / "logs/teacher.log").read_text()
     trainer = read_metrics(out / "metrics/trainer.jsonl")
     orchestrator = [r for r in read_metrics(out / "metrics/orchestrator.jsonl") if "batch/digest" in r]
-    assert all(r["teacher_kl/mean"] > 0 for r in trainer)  # the student's sampled KL to a different random model
-    assert all(r["teacher/kl"] > 0 and r["time/teacher"] > 0 for r in orchestrator)
+    # Sampled estimates of the KL between two near-uniform random models: small, of either sign, never exactly 0.
+    assert all(math.isfinite(r["teacher_kl/mean"]) and r["teacher_kl/mean"] != 0 for r in trainer)
+    assert all(math.isfinite(r["teacher/kl"]) and r["teacher/kl"] != 0 and r["time/teacher"] > 0 for r in orchestrator)

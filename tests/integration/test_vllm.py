@@ -320,3 +320,16 @@ def test_streaming_gives_the_tokens_of_a_plain_request(server: Server):
                 for choice in chunk["choices"]:
                     streamed += choice.get("token_ids", [])
     assert streamed == plain["choices"][0]["token_ids"]
+
+
+def test_scoring_route_equals_the_sampled_logprobs_at_temperature_1(server: Server):
+    body = server.chat(messages=messages(PROMPTS[0]), max_tokens=12, temperature=1.0, seed=7, logprobs=True,
+                       return_token_ids=True)  # fmt: skip
+    prompt, (choice,) = body["prompt_token_ids"], body["choices"]
+    sampled = [entry["logprob"] for entry in choice["logprobs"]["content"]]
+    tokens = prompt + choice["token_ids"]
+    scored = server.post("/v1/logprobs", {"tokens": tokens, "start": len(prompt)})
+    assert scored.status_code == 200, scored.text
+    assert max(abs(a - b) for a, b in zip(scored.json()["logprobs"], sampled, strict=True)) <= 1e-4
+    refused = server.post("/v1/logprobs", {"tokens": tokens, "start": len(prompt), "temperature": 0.7})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "temperature"

@@ -27,8 +27,10 @@ from prime_rl.inference.engines.base import (
     EngineError,
     GenerationResult,
     SamplingParams,
+    ScoreResult,
     TokenCallback,
     check_request,
+    check_score,
 )
 from prime_rl.utils.logger import get_logger
 
@@ -208,6 +210,38 @@ class VLLMEngine(Engine):
                 if emit is not None:
                     emit(_new_token_events(completion, sent, sampling.logprobs or 0))
         return [final[i] for i in sorted(final)]
+
+    async def score(self, tokens: list[int], start: int, temperature: float) -> ScoreResult:
+        """vLLM's prompt logprobs of `tokens` (one extra token is generated and dropped)."""
+        check_score(tokens, start, self.max_model_len - 1, self.vocab_size)
+        if temperature != 1.0:
+            raise EngineError(
+                f"the vLLM engine scores at temperature 1 only (got {temperature}): vLLM's prompt logprobs are those "
+                "of the untempered distribution",
+                "temperature",
+            )
+        return await self._on_engine_loop(self._score(list(tokens), start))
+
+    async def _score(self, tokens: list[int], start: int) -> ScoreResult:
+        """Retries until one scoring pass ran entirely between two weight swaps."""
+        from vllm import SamplingParams as VLLMSamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = VLLMSamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)
+        while True:
+            await self._ready.wait()
+            epoch, step = self._epoch, self.policy_step
+            final = None
+            async for out in self._llm.generate(
+                TokensPrompt(prompt_token_ids=tokens), params, f"prime-rl-score-{next(self._ids)}"
+            ):
+                final = out
+            if epoch == self._epoch and final is not None and final.prompt_logprobs is not None:
+                rows = final.prompt_logprobs  # row t: logprobs at position t (row 0 is None)
+                return ScoreResult([rows[t][tokens[t]].logprob for t in range(start, len(tokens))], step)
+            if epoch == self._epoch:
+                raise EngineError("vLLM returned no prompt logprobs", status=503)
+            self.stats["restarted_requests"] += 1
 
     # ------------------------------------------------------------------ weights
 
