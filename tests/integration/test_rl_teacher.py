@@ -79,7 +79,7 @@ def test_rl_with_a_teacher_then_sigkill_of_the_teacher_and_resume_exactly_once(t
     config = _config(tmp_path, tiny_model_dir, teacher)
     out = tmp_path / "out"
     proc = _start(config)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600
     while _trained(out) < 2:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "no progress"
@@ -90,7 +90,7 @@ def test_rl_with_a_teacher_then_sigkill_of_the_teacher_and_resume_exactly_once(t
     assert proc.returncode == 1 and "teacher exited with code -9" in stderr, stderr[-3000:]
 
     final = _start(config, "--ckpt.resume-step", "-1")
-    _, stderr = final.communicate(timeout=300)
+    _, stderr = final.communicate(timeout=900)  # 5 minutes were not enough under a load average of 20
     assert final.returncode == 0, stderr[-3000:]
     assert read_history(out, MAX_STEPS) == History(lost=[], duplicated=[], unordered=[], mismatched=[])
     assert (out / "configs/teacher.toml").is_file() and "engine ready" in (out / "logs/teacher.log").read_text()
@@ -99,3 +99,5 @@ def test_rl_with_a_teacher_then_sigkill_of_the_teacher_and_resume_exactly_once(t
     # Sampled estimates of the KL between two near-uniform random models: small, of either sign, never exactly 0.
     assert all(math.isfinite(r["teacher_kl/mean"]) and r["teacher_kl/mean"] != 0 for r in trainer)
     assert all(math.isfinite(r["teacher/kl"]) and r["teacher/kl"] != 0 and r["time/teacher"] > 0 for r in orchestrator)
+    # Step 0 is on-policy (base weights on both sides), so both sides estimate the same KL from the same tokens.
+    assert abs(trainer[0]["teacher_kl/mean"] - orchestrator[0]["teacher/kl"]) < 0.02

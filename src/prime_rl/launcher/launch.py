@@ -75,9 +75,8 @@ def check_prompt_lengths(config: RLConfig, envs: list[Environment], max_examples
 def check_teacher(config: RLConfig) -> None:
     """`teacher_tau > 0` needs a teacher: without one the teacher term would silently be zero. A teacher `rl` starts
     must share the policy's tokenizer, since it scores the policy's token ids as they are."""
-    loss = config.trainer.loss
-    tau = getattr(loss, "teacher_tau", 0.0) if getattr(loss, "type", None) == "default" else 0.0
-    if tau > 0 and config.orchestrator.teacher is None:
+    if config.trainer.needs_teacher and config.orchestrator.teacher is None:
+        tau = config.trainer.loss.teacher_tau
         raise ConfigError(
             f"{config.source_of('trainer.loss.teacher_tau')}: `trainer.loss.teacher_tau` = {tau} needs a teacher: "
             "add a `[teacher]` table (rl starts that server) or `[orchestrator.teacher]` (a running server)"
