@@ -100,4 +100,4 @@ def test_rl_with_a_teacher_then_sigkill_of_the_teacher_and_resume_exactly_once(t
     assert all(math.isfinite(r["teacher_kl/mean"]) and r["teacher_kl/mean"] != 0 for r in trainer)
     assert all(math.isfinite(r["teacher/kl"]) and r["teacher/kl"] != 0 and r["time/teacher"] > 0 for r in orchestrator)
     # Step 0 is on-policy (base weights on both sides), so both sides estimate the same KL from the same tokens.
-    assert abs(trainer[0]["teacher_kl/mean"] - orchestrator[0]["teacher/kl"]) < 0.02
+    assert abs(trainer[0]["teacher_kl/mean"] - orchestrator[0]["teacher/kl"]) < 0.05
