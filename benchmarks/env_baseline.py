@@ -20,8 +20,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from prime_rl.environments import Completion, SamplingConfig, load_environment
-from prime_rl.utils.device import set_num_threads
 from prime_rl.utils.models import resolve_model_path
+from prime_rl.utils.threads import setup_threads
 
 
 class LocalClient:
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    set_num_threads(args.threads)
+    setup_threads(args.threads, "inference", "--threads")
     torch.manual_seed(args.seed)
     path = resolve_model_path("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -14,7 +14,7 @@ With `--engine both` the servers run one after the other (never together) on the
 line compares vLLM with the HF engine as the baseline; the vLLM engine needs vLLM installed (`make test-vllm`
 creates `.venv-vllm` with its CPU build: run this script with `.venv-vllm/bin/python`).
 
-Usage: python benchmarks/inference.py [--engine hf|vllm|both] [--threads 2] [--scenario a|b|c|both|all]
+Usage: python benchmarks/inference.py [--engine hf|vllm|both] [--threads N] [--scenario a|b|c|both|all]
 """
 
 from __future__ import annotations
@@ -63,11 +63,14 @@ SELECTIONS = {"a": "a", "b": "b", "c": "c", "both": "ba", "all": "bac"}
 START_TIMEOUT_S = 1800
 
 
-def start_server(port: int, threads: int, batch: int, engine: str) -> tuple[subprocess.Popen, float]:
-    """Starts `inference --engine <engine>`; returns the process and its start-up seconds (launch to healthy)."""
+def start_server(
+    port: int, threads: int, batch: int, engine: str, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, float]:
+    """Starts `inference --engine <engine> [extra...]`; returns the process and its start-up seconds (launch to
+    healthy)."""
     exe = Path(sys.executable).with_name("inference")
     cmd = [str(exe), "--engine", engine, "--server.port", str(port), "--num-threads", str(threads),
-           "--max-batch-size", str(batch)]  # fmt: skip
+           "--max-batch-size", str(batch), *extra]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -232,18 +235,17 @@ def against_generate(engine: str, threads: int, letters: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", choices=["hf", "vllm", "both"], default="hf")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="default: the engine's rule (utils/threads.py)")
     parser.add_argument("--scenario", choices=list(SELECTIONS), default="both")
     args = parser.parse_args()
-    import torch
+    from prime_rl.utils.threads import setup_threads
 
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    threads = setup_threads(args.threads, "inference", "--threads")  # the server's count, for the baseline too
     letters = SELECTIONS[args.scenario]
     if args.engine == "both":
-        lines = compare_engines(args.threads, letters)
+        lines = compare_engines(threads, letters)
     else:
-        lines = against_generate(args.engine, args.threads, letters)
+        lines = against_generate(args.engine, threads, letters)
     for line in lines:
         print(line)
 

@@ -15,6 +15,7 @@ import torch
 from prime_rl.trainer.packing import MicroBatch
 from prime_rl.trainer.rl.config import LossConfig
 from prime_rl.trainer.rl.loss import compute_loss, compute_micro_batch_loss, setup_loss_fn
+from prime_rl.utils.threads import setup_threads
 
 
 def make_batch(num_seqs: int, seed: int):
@@ -45,7 +46,7 @@ def main() -> None:
     parser.add_argument("--num-seqs", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    setup_threads(1, "benchmark", "threads")
 
     loss_fn = setup_loss_fn(LossConfig())
     lp, inf_lp, adv, mask, seq_lens = make_batch(args.num_seqs, seed=0)

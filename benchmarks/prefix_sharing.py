@@ -27,7 +27,7 @@ from prime_rl.trainer.rl.loss import setup_loss_fn
 from prime_rl.trainer.scheduler import setup_scheduler
 from prime_rl.trainer.step import train_step
 from prime_rl.transport.types import TrainingSample
-from prime_rl.utils.device import set_num_threads
+from prime_rl.utils.threads import setup_threads
 
 SHAPES = {
     # name: (prompt tokens, completion length range, samples per group, seq_len)
@@ -96,10 +96,10 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=4, help="groups per step, one-word shape (make run: 4; 0: skip)")
     parser.add_argument("--long-groups", type=int, default=1, help="groups per step, long-prompt shape (0: skip)")
     parser.add_argument("--rounds", type=int, default=3, help="timed unshared/shared step pairs after one warm-up")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: every available core)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="cpu: process CPU time (shared hosts)")
     args = parser.parse_args()
-    set_num_threads(args.threads or None)
+    setup_threads(args.threads or None, "trainer", "--threads")
     if args.long_groups:
         measure(args, "long_prompt", args.long_groups)
     if args.groups:

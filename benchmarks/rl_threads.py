@@ -12,7 +12,6 @@ ratio is then a lower bound).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import subprocess
@@ -20,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from prime_rl.utils.threads import available_cores
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "one_word" / "rl.toml"
@@ -62,7 +63,7 @@ def main() -> None:
         seconds = run_seconds(args.steps, inference, trainer)
         results.append(seconds)
         print(f"inference {inference} + trainer {trainer} threads: {seconds:.0f} s for {args.steps} steps", flush=True)
-    cores = os.cpu_count() or 2
+    cores = available_cores()
     baseline = run_seconds(args.steps, cores, cores, args.baseline_timeout)
     capped = " (stopped at the timeout)" if baseline >= args.baseline_timeout else ""
     print(f"torch default ({cores} + {cores} threads): {baseline:.0f} s for {args.steps} steps{capped}", flush=True)

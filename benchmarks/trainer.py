@@ -94,10 +94,9 @@ def run_baseline(args) -> list[float]:
 def child(args) -> None:
     import resource
 
-    import torch
+    from prime_rl.utils.threads import setup_threads
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup_threads(args.threads or None, "trainer", "--threads")
     times = run_ours(args) if args.side == "ours" else run_baseline(args)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps({"times": times, "peak_rss_gib": rss}))
@@ -135,7 +134,7 @@ def main() -> None:
     parser.add_argument("--micro-tokens", type=int, default=2048, help="tokens per micro-batch (trainer seq_len)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step, per round")
     parser.add_argument("--rounds", type=int, default=1, help="alternating baseline/ours subprocess rounds")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: every available core)")
     parser.add_argument("--attn", default="varlen", help="our attention implementation")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="cpu: process CPU time (shared hosts)")
     parser.add_argument("--side", choices=["ours", "baseline"], help=argparse.SUPPRESS)

@@ -67,20 +67,20 @@ def peak_rss_gib() -> float:
 
 
 def child_single(args) -> None:
-    import torch
+    from prime_rl.utils.threads import setup_threads
 
-    torch.set_num_threads(2)
+    setup_threads(2, "trainer", "threads of the single process")
     times = run_steps(args)
     print(json.dumps({"times": times, "peak_rss_gib": [peak_rss_gib()]}))
 
 
 def child_dist(args) -> None:
-    import torch
     import torch.distributed as dist
 
     from prime_rl.trainer.parallel import setup_world
+    from prime_rl.utils.threads import setup_threads
 
-    torch.set_num_threads(1)
+    setup_threads(1, "trainer", "threads of a rank")
     world = setup_world("cpu")
     times = run_steps(args, world)
     rss = [None] * world.size

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from prime_rl.inference.config import InferenceConfig
-from prime_rl.launcher.config import RLConfig, default_threads
+from prime_rl.launcher.config import RLConfig
 from prime_rl.launcher.launch import write_configs
 from prime_rl.launcher.processes import ProcessSpec, tail
 from prime_rl.launcher.progress import JsonlTail, Progress, format_eta
@@ -13,6 +13,7 @@ from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.run_dir import RunDir
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.utils.config import ConfigError, parse_config
+from prime_rl.utils.threads import split_threads
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -71,7 +72,7 @@ def test_section_validation_runs_before_start():
 def test_derived_client_url_threads_and_trainer_log_file():
     config = parse_config(RLConfig, ["--inference.server.port", "8123", "--inference.server.host", "0.0.0.0"])
     assert config.orchestrator.client.base_url == ["http://127.0.0.1:8123/v1"]
-    assert (config.inference.num_threads, config.trainer.num_threads) == default_threads()
+    assert (config.inference.num_threads, config.trainer.num_threads) == split_threads()
     assert config.trainer.log.file is False
     explicit = parse_config(
         RLConfig, ["--orchestrator.client.base-url", '["http://h:1/v1"]', "--trainer.num-threads", "2"]
@@ -80,9 +81,9 @@ def test_derived_client_url_threads_and_trainer_log_file():
 
 
 def test_default_threads_split():
-    assert default_threads(2) == (1, 1)
-    assert default_threads(1) == (1, 1)
-    assert default_threads(8) == (4, 4)
+    assert split_threads(2) == (1, 1)
+    assert split_threads(1) == (1, 1)
+    assert split_threads(8) == (4, 4)
 
 
 def test_resolved_configs_round_trip_through_toml(tmp_path):

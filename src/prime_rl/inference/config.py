@@ -76,7 +76,12 @@ class InferenceConfig(BaseSettingsConfig):
     """Run output root: `/update_weights` refuses any `weight_dir` outside it."""
 
     num_threads: int | None = Field(default=None, ge=1)
-    """Torch intra-op threads of the engine (None = torch default); leave cores to a trainer on the same machine."""
+    """Torch intra-op threads of the engine (None: the cores this process may run on, less one for the HTTP front
+    end; `rl` splits the cores with the trainer). More than those cores is warned about (docs/scaling.md, Threads)."""
+
+    pin_threads: bool = False
+    """Pin the HF engine's compute thread to the last `num_threads` cores of the process's affinity mask (the front
+    end keeps the others). Off by default: on a shared machine a pinned thread cannot leave a busy core."""
 
     max_batch_size: int = Field(default=64, ge=1)
     """Most sequences decoded together; further requests wait in the queue."""

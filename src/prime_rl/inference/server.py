@@ -27,6 +27,7 @@ def setup_engine(config: InferenceConfig):
         max_batch_size=config.max_batch_size,
         num_threads=config.num_threads,
         seed=config.seed,
+        pin_threads=config.pin_threads,
     )
     engine.start()
     return engine

@@ -7,7 +7,6 @@ process starts.
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.utils.config import BaseConfig, BaseSettingsConfig
 from prime_rl.utils.config.pushdown import MISSING, copy_unset, get_dotted, has_field, push_down, set_dotted
 from prime_rl.utils.config.sections import CkptConfig, ModelConfig
+from prime_rl.utils.threads import split_threads
 
 SECTIONS = {"inference": InferenceConfig, "orchestrator": OrchestratorConfig, "trainer": RLTrainerConfig}
 
@@ -36,13 +36,6 @@ SHARED = {
     **{f"wandb.{key}": ["orchestrator", "trainer"] for key in OrchestratorWandbConfig.model_fields},
 }
 """Shared key → the sections it is pushed into, in the order whose first default wins when nobody sets it."""
-
-
-def default_threads(cores: int | None = None) -> tuple[int, int]:
-    """`(inference, trainer)` torch threads when not configured: half the cores each, at least one."""
-    cores = cores or os.cpu_count() or 2
-    inference = max(1, cores // 2)
-    return inference, max(1, cores - inference)
 
 
 class RLConfig(BaseSettingsConfig):
@@ -116,7 +109,7 @@ def _derive_defaults(data: dict) -> None:
         set_dotted(orchestrator, "client.base_url", [f"http://{host}:{port + i}/v1" for i in range(count)])
     copy_unset(data, "inference.server.api_key", "orchestrator.client.api_key")
     _share_wandb_run(data)
-    infer_threads, train_threads = default_threads()
+    infer_threads, train_threads = split_threads()
     inference.setdefault("num_threads", infer_threads)
     _derive_teacher(data, infer_threads)
     trainer.setdefault("num_threads", train_threads)

@@ -25,6 +25,7 @@ from prime_rl.utils.config import ConfigError, config_key
 from prime_rl.utils.config.dump import config_toml
 from prime_rl.utils.fs import atomic_write_text
 from prime_rl.utils.models import resolve_model_path
+from prime_rl.utils.threads import check_threads
 
 
 def check_plugins(config: RLConfig) -> list[Environment]:
@@ -142,6 +143,13 @@ def python_path(config: RLConfig) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(path.resolve().parent) for path in config.config_files))
 
 
+def check_thread_budget(config: RLConfig) -> int:
+    """Threads of the compute processes on this machine (warned about when more than the cores `rl` may use)."""
+    inference = config.inference
+    total = (inference.num_threads or 1) * inference.num_servers + (config.trainer.num_threads or 1)
+    return check_threads(total, "inference.num_threads x inference.num_servers + trainer.num_threads")
+
+
 def launch(config: RLConfig) -> None:
     """Checks, prepares the output directory, runs the three processes; exits with `rl`'s code."""
     paths_on_path = python_path(config)
@@ -152,6 +160,7 @@ def launch(config: RLConfig) -> None:
     check_prompt_lengths(config, check_plugins(config))
     resume_step = pin_resume_step(config)
     render_configs(config)
+    check_thread_budget(config)
     lock = RunLock(Path(config.orchestrator.output_dir))
     check_port_free(config.inference.server.host, config.inference.server.port)
     if config.teacher is not None:

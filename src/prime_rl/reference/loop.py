@@ -31,7 +31,7 @@ from prime_rl.trainer.rl.loss import setup_loss_fn
 from prime_rl.trainer.scheduler import setup_scheduler
 from prime_rl.trainer.step import train_step
 from prime_rl.transport.types import batch_digest
-from prime_rl.utils.device import set_num_threads
+from prime_rl.utils.threads import setup_threads
 
 
 @dataclass
@@ -57,7 +57,7 @@ async def run_reference(config: RLConfig) -> ReferenceRun:
     envs = setup_environments(orch, setup_tokenizer(orch))
     buffer = setup_buffer(orch, envs)
 
-    set_num_threads(trainer.num_threads)
+    setup_threads(trainer.num_threads, "trainer", "trainer.num_threads")
     torch.manual_seed(trainer.seed)
     loss_fn = setup_loss_fn(trainer.loss)
     model = setup_model(trainer.model)

@@ -126,7 +126,7 @@ class ParallelConfig(BaseConfig):
 
 
 def rank_threads(num_threads: int | None, ranks_on_machine: int) -> int | None:
-    """A trainer's `num_threads` shared by its ranks on one machine (at least one each; None: torch's default)."""
+    """A trainer's `num_threads` shared by its ranks on one machine (at least one each; None stays None)."""
     if num_threads is None or ranks_on_machine <= 1:
         return num_threads
     return max(1, num_threads // ranks_on_machine)
@@ -152,7 +152,8 @@ class BaseTrainerConfig(BaseSettingsConfig):
     weights: WeightsConfig = WeightsConfig()
     """HF-format export (`weights/step_N/`, loadable by `from_pretrained` and by `rl --model.name`)."""
     num_threads: int | None = Field(None, ge=1)
-    """Torch CPU threads of the trainer, shared by its ranks on one machine (None: torch's default)."""
+    """Torch CPU threads of the trainer, shared by its ranks on one machine (None: the cores this process may run
+    on: affinity mask, cgroup quota). More than those cores is warned about (docs/scaling.md, Threads)."""
     parallel: ParallelConfig = ParallelConfig()
     """FSDP2 data parallelism under torchrun (docs/scaling.md)."""
     log: LogConfig = LogConfig(file=True)

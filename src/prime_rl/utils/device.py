@@ -1,8 +1,7 @@
-"""The one place that knows about accelerators: device choice, default dtype, peak memory, thread counts."""
+"""The one place that knows about accelerators: device choice, default dtype, peak memory (threads: `threads.py`)."""
 
 from __future__ import annotations
 
-import os
 import resource
 
 import torch
@@ -33,13 +32,6 @@ def peak_memory_gib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def set_num_threads(num_threads: int | None) -> None:
-    """Sets torch intra-op threads (None leaves torch's default: all cores)."""
-    if num_threads:
-        torch.set_num_threads(num_threads)
-        os.environ.setdefault("OMP_NUM_THREADS", str(num_threads))
 
 
 def synchronize(device: torch.device) -> None:

@@ -39,6 +39,7 @@ from prime_rl.inference.engines.scheduler import Scheduler
 from prime_rl.inference.engines.stopping import check_finished
 from prime_rl.inference.engines.weights import read_weight_dir
 from prime_rl.utils.logger import get_logger
+from prime_rl.utils.threads import pin_current_thread
 
 T = TypeVar("T")
 
@@ -46,8 +47,10 @@ T = TypeVar("T")
 class HFEngine(Engine):
     """Serves the model of a `ModelRunner`; `start` launches the engine thread (see `setup_hf_engine`)."""
 
-    def __init__(self, runner: ModelRunner, max_batch_size: int = 64, seed: int = 0):
+    def __init__(self, runner: ModelRunner, max_batch_size: int = 64, seed: int = 0, pin_threads: bool = False):
         self.runner = runner
+        self.pin_threads = pin_threads
+        """Pin the engine thread to its own cores when it starts (`InferenceConfig.pin_threads`)."""
         self.tokenizer = runner.tokenizer
         self.model_path = runner.model_path
         self.max_model_len = runner.max_model_len
@@ -137,6 +140,9 @@ class HFEngine(Engine):
     # ------------------------------------------------------------------ engine thread
 
     def _run(self) -> None:
+        if self.pin_threads:
+            cores = pin_current_thread(torch.get_num_threads())
+            self.logger.info(f"engine thread pinned to core(s) {sorted(cores)}")
         cond = self.scheduler.cond
         with torch.inference_mode():
             while True:
@@ -267,7 +273,8 @@ def setup_hf_engine(
     max_batch_size: int = 64,
     num_threads: int | None = None,
     seed: int = 0,
+    pin_threads: bool = False,
 ) -> HFEngine:
     """Loads the model and builds the engine (not started)."""
     runner = load_model_runner(model_path, dtype, device, max_model_len, num_threads)
-    return HFEngine(runner, max_batch_size=max_batch_size, seed=seed)
+    return HFEngine(runner, max_batch_size=max_batch_size, seed=seed, pin_threads=pin_threads)

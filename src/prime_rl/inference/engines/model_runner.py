@@ -123,9 +123,10 @@ def load_model_runner(
     """Loads tokenizer and model (with the engine's attention) onto the resolved device."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from prime_rl.utils.device import get_device, resolve_dtype, set_num_threads
+    from prime_rl.utils.device import get_device, resolve_dtype
+    from prime_rl.utils.threads import setup_threads
 
-    set_num_threads(num_threads)
+    setup_threads(num_threads, "inference")
     torch_device = get_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     tokenizer = AutoTokenizer.from_pretrained(model_path)

@@ -75,14 +75,14 @@ def setup_vllm_engine(config: InferenceConfig) -> VLLMEngine:
     """Builds and starts the vLLM engine described by `config` (blocks through vLLM's start-up and warm-up)."""
     import torch
 
-    from prime_rl.utils.device import set_num_threads
     from prime_rl.utils.models import resolve_model_path
+    from prime_rl.utils.threads import setup_threads
 
     on_gpu = torch.cuda.is_available()
     if not on_gpu and config.num_threads and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
         # vLLM's CPU worker otherwise pins its threads to cores it picks itself, ignoring `num_threads`.
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
-    set_num_threads(config.num_threads)
+    setup_threads(config.num_threads, "inference")
     model_path = resolve_model_path(config.model.name)
     engine = VLLMEngine(model_path, vllm_engine_args(config, model_path, on_gpu), config.seed)
     engine.start()

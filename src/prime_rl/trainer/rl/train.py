@@ -21,10 +21,10 @@ from prime_rl.trainer.rl.loss import setup_loss_fn
 from prime_rl.trainer.scheduler import setup_scheduler
 from prime_rl.trainer.step import check_finite, train_step
 from prime_rl.utils.config import config_key
-from prime_rl.utils.device import set_num_threads
 from prime_rl.utils.fs import is_stable
 from prime_rl.utils.logger import setup_process_logger
 from prime_rl.utils.metrics import MetricsWriter
+from prime_rl.utils.threads import available_cores, setup_threads
 from prime_rl.utils.wandb_logging import finish_wandb, setup_wandb
 from prime_rl.weights.broadcast import broadcast_weights
 
@@ -34,7 +34,7 @@ def train(config: RLTrainerConfig) -> None:
     out, run = config.output_dir, RunDir(config.output_dir)
     world = setup_world(config.model.device)  # a no-op outside torchrun
     logger = setup_process_logger("trainer", config.log, out, world.is_main)
-    set_num_threads(rank_threads(config.num_threads, world.local_size))
+    setup_threads(rank_threads(config.num_threads or available_cores(), world.local_size), "trainer")
     torch.manual_seed(config.seed)
     with config_key(config, "loss"):
         loss_fn = setup_loss_fn(config.loss)

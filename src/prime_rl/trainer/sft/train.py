@@ -21,9 +21,9 @@ from prime_rl.trainer.sft.data import setup_dataset
 from prime_rl.trainer.sft.loss import SFT_LOSS
 from prime_rl.trainer.step import check_finite, train_step
 from prime_rl.utils.config import ConfigError
-from prime_rl.utils.device import set_num_threads
 from prime_rl.utils.logger import setup_logger, setup_process_logger
 from prime_rl.utils.metrics import MetricsWriter
+from prime_rl.utils.threads import available_cores, setup_threads
 from prime_rl.utils.wandb_logging import finish_wandb, setup_wandb
 
 
@@ -52,7 +52,7 @@ def train(config: SFTConfig) -> None:
     world = setup_world(config.model.device)  # a no-op outside torchrun
     level = config.log.level if world.is_main else "warning"
     logger = setup_logger("sft", level)  # console only: nothing is written before the inputs check out
-    set_num_threads(rank_threads(config.num_threads, world.local_size))
+    setup_threads(rank_threads(config.num_threads or available_cores(), world.local_size), "trainer")
     torch.manual_seed(config.seed)
     tokenizer, data, step = setup_inputs(config)
     logger = setup_process_logger("sft", config.log, out, world.is_main)

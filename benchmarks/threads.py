@@ -1,0 +1,131 @@
+"""Threads of the HF inference engine on a shared machine: tok/s at 1 thread, 1 thread pinned (`--pin-threads`) and
+2 threads, each with and without a competing CPU process (a one-thread float32 matmul loop started here, like a
+trainer beside the server), over alternated rounds.
+
+Scenarios are those of `benchmarks/inference.py`: (a) 64 requests, max_tokens=128, natural stopping; (b) 16 requests
+of exactly 128 tokens. Tok/s counts the completion tokens streamed within `--window` seconds (or until every request
+finished) divided by the elapsed time, so a badly contended configuration cannot stall the run; unfinished requests
+are cancelled. Each round starts every configuration's server anew, in an order that alternates between rounds.
+Prints every measurement, `uptime` before and after, and per scenario and contention the median of the rounds:
+
+    inference_64x128_natural_1thread_contended: X tok/s (baseline: 2 threads Y tok/s, ratio: R.RRx)
+
+Usage: python benchmarks/threads.py [--rounds 3] [--window 30] [--scenario a|b|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import httpx
+
+from inference import SCENARIOS, SELECTIONS, free_port, make_prompts, start_server
+
+CONFIGS = {"1thread": (1, ()), "1thread_pinned": (1, ("--pin-threads",)), "2threads": (2, ())}
+"""Name -> (engine threads, extra server arguments)."""
+COMPETITOR = "import torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\nwhile True:\n    a @ a\n"
+
+
+async def stream_tokens(client: httpx.AsyncClient, url: str, body: dict, counter: list[int]) -> None:
+    async with client.stream("POST", url, json={**body, "stream": True}) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                choices = json.loads(line[6:])["choices"]
+                counter[0] += sum(len(c.get("token_ids") or []) for c in choices)
+
+
+async def windowed_tok_s(port: int, letter: str, window: float) -> float:
+    """Completion tokens streamed within `window` seconds (or until all requests finish) per second."""
+    _, count, max_new, min_new = SCENARIOS[letter]
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    params = {"max_tokens": max_new, "min_tokens": min_new, "temperature": 1.0, "return_token_ids": True}
+    bodies = [
+        {"messages": [{"role": "user", "content": p}], "seed": i, **params} for i, p in enumerate(make_prompts(count))
+    ]
+    counter = [0]
+    async with httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=count + 4)) as client:
+        start = time.perf_counter()
+        tasks = [asyncio.create_task(stream_tokens(client, url, b, counter)) for b in bodies]
+        done, pending = await asyncio.wait(tasks, timeout=window)
+        elapsed = time.perf_counter() - start
+        for task in done:
+            task.result()  # a failed request fails the benchmark
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.sleep(1.0)  # the server drops the cancelled requests at its next step
+    return counter[0] / elapsed
+
+
+def measure_config(name: str, letters: str, window: float, contended_first: bool) -> dict[tuple[str, bool], float]:
+    """`{(scenario letter, contended): tok/s}` of one server, uncontended and contended in the given order."""
+    threads, extra = CONFIGS[name]
+    port = free_port()
+    server, _ = start_server(port, threads, 64, "hf", extra)
+    results = {}
+    try:
+        asyncio.run(windowed_tok_s(port, "c", 10.0))  # warm-up
+        for contended in (True, False) if contended_first else (False, True):
+            competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR]) if contended else None
+            try:
+                time.sleep(2.0 if contended else 0.0)
+                for letter in letters:
+                    results[letter, contended] = asyncio.run(windowed_tok_s(port, letter, window))
+                    state = "contended" if contended else "alone"
+                    print(
+                        f"  {name:15s} {SCENARIOS[letter][0]} {state}: {results[letter, contended]:.1f} tok/s",
+                        flush=True,
+                    )
+            finally:
+                if competitor is not None:
+                    competitor.kill()
+                    competitor.wait()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return results
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--window", type=float, default=30.0, help="seconds measured per scenario")
+    parser.add_argument("--scenario", choices=["a", "b", "both"], default="both")
+    args = parser.parse_args()
+    letters = SELECTIONS[args.scenario]
+    print(f"uptime before: {uptime()}", flush=True)
+    rounds: dict[str, list[dict]] = {name: [] for name in CONFIGS}
+    for r in range(args.rounds):
+        order = list(CONFIGS) if r % 2 == 0 else list(reversed(CONFIGS))
+        print(f"round {r + 1}: {', '.join(order)}", flush=True)
+        for name in order:
+            rounds[name].append(measure_config(name, letters, args.window, contended_first=r % 2 == 1))
+    print(f"uptime after: {uptime()}")
+    for letter in letters:
+        for contended in (False, True):
+            state = "contended" if contended else "alone"
+            values = {n: [res[letter, contended] for res in rounds[n]] for n in CONFIGS}
+            spread = "; ".join(f"{n} {min(v):.1f}-{max(v):.1f}" for n, v in values.items())
+            print(f"[{SCENARIOS[letter][0]} {state}] range over {args.rounds} rounds: {spread}")
+            base = statistics.median(values["2threads"])
+            for name in ("1thread", "1thread_pinned"):
+                ours = statistics.median(values[name])
+                print(
+                    f"{SCENARIOS[letter][0]}_{name}_{state}: {ours:.1f} tok/s "
+                    f"(baseline: 2 threads {base:.1f} tok/s, ratio: {ours / base:.2f}x)"
+                )
+
+
+if __name__ == "__main__":
+    main()
