@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -471,3 +472,13 @@ def test_cli_help_and_config_errors_answer_before_loading_anything():
     assert helped.returncode == 0 and "--server.port" in helped.stdout and "--output-dir" in helped.stdout
     bad = subprocess.run([str(exe), "--server.prot", "1"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown key `server.prot`" in bad.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux affinity")
+def test_pinned_engine_thread_runs_on_its_own_core(tiny_model_dir: Path, tmp_path: Path):
+    mask = os.sched_getaffinity(0)
+    with run_server(tiny_model_dir, tmp_path, pin_threads=True) as pinned:
+        assert pinned.chat(max_tokens=4, temperature=0.0)["usage"]["completion_tokens"] == 4
+        engine_mask = os.sched_getaffinity(pinned.engine._thread.native_id)
+    assert engine_mask == ({max(mask)} if len(mask) > 1 else mask)
+    assert os.sched_getaffinity(0) == mask  # the front end (and this test's thread) keep every core
