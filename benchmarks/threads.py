@@ -74,7 +74,7 @@ async def windowed_tok_s(port: int, letter: str, window: float) -> tuple[float, 
 
 def measure_config(name: str, letters: str, window: float, contended_first: bool) -> dict[tuple[str, bool], float]:
     """`{(scenario letter, contended): tok/s}` of one server, uncontended and contended in the given order; also
-    prints the server's tokens per CPU-second (threads spinning at barriers burn CPU without producing tokens)."""
+    prints the CPU seconds the server used (threads spinning at barriers burn CPU without producing tokens)."""
     threads, extra = CONFIGS[name]
     port = free_port()
     server, _ = start_server(port, threads, 64, "hf", extra)
@@ -88,11 +88,11 @@ def measure_config(name: str, letters: str, window: float, contended_first: bool
                 for letter in letters:
                     cpu = cpu_seconds(server.pid)
                     results[letter, contended], tokens = asyncio.run(windowed_tok_s(port, letter, window))
-                    per_cpu = tokens / max(cpu_seconds(server.pid) - cpu, 1e-9)
+                    cpu = cpu_seconds(server.pid) - cpu
                     state = "contended" if contended else "alone"
                     print(
                         f"  {name:15s} {SCENARIOS[letter][0]} {state}: {results[letter, contended]:.1f} tok/s, "
-                        f"{tokens} tokens, {per_cpu:.1f} tok per server CPU-s",
+                        f"{tokens} tokens in {cpu:.1f} server CPU-s",
                         flush=True,
                     )
             finally:
