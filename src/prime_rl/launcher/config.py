@@ -16,6 +16,7 @@ from pydantic_settings import SettingsConfigDict
 
 from prime_rl.inference.config import InferenceConfig, ServerConfig
 from prime_rl.orchestrator.config import OrchestratorConfig, OrchestratorWandbConfig
+from prime_rl.trainer.config import LoRAConfig
 from prime_rl.trainer.rl.config import RLTrainerConfig
 from prime_rl.utils.config import BaseConfig, BaseSettingsConfig
 from prime_rl.utils.config.pushdown import MISSING, copy_unset, get_dotted, has_field, push_down, set_dotted
@@ -26,6 +27,7 @@ SECTIONS = {"inference": InferenceConfig, "orchestrator": OrchestratorConfig, "t
 
 SHARED = {
     "model.name": ["orchestrator", "trainer", "inference"],
+    "model.lora": ["trainer"],
     "output_dir": ["orchestrator", "trainer", "inference"],
     "max_steps": ["orchestrator", "trainer"],
     "max_async_level": ["orchestrator", "trainer"],
@@ -36,6 +38,14 @@ SHARED = {
     **{f"wandb.{key}": ["orchestrator", "trainer"] for key in OrchestratorWandbConfig.model_fields},
 }
 """Shared key → the sections it is pushed into, in the order whose first default wins when nobody sets it."""
+
+
+class RLModelConfig(ModelConfig):
+    """The shared `[model]`: its name for every process, and LoRA for the trainer."""
+
+    lora: LoRAConfig | None = None
+    """LoRA adapters (`[model.lora]`, pushed into `trainer.model.lora`): the trainer trains and broadcasts only them,
+    the HF inference engine merges them into its base weights (None: full fine-tuning)."""
 
 
 class RLConfig(BaseSettingsConfig):
@@ -56,8 +66,9 @@ class RLConfig(BaseSettingsConfig):
     teacher: InferenceConfig | None = None
     """A teacher server `rl` starts beside the inference server(s) (`[teacher]`, e.g. `model.name`; its port follows
     theirs unless `server.port` is set); `[orchestrator.teacher]` then points at it (docs/algorithms.md)."""
-    model: ModelConfig = ModelConfig()
-    """Shared model (`model.name` is pushed into `trainer.model`, `orchestrator.model` and `inference.model`)."""
+    model: RLModelConfig = RLModelConfig()
+    """Shared model (`model.name` is pushed into `trainer.model`, `orchestrator.model` and `inference.model`,
+    `model.lora` into `trainer.model`)."""
     output_dir: Path | None = None
     """Shared run directory (default `outputs`)."""
     max_steps: int | None = Field(None, ge=1)
@@ -95,6 +106,11 @@ class RLConfig(BaseSettingsConfig):
             if self.teacher.num_servers != 1:
                 raise ValueError(f"teacher.num_servers = {self.teacher.num_servers}: rl starts one teacher server")
             self.teacher.output_dir = self.orchestrator.output_dir
+        if self.trainer.model.lora is not None and self.inference.engine == "vllm":
+            raise ValueError(
+                '`model.lora` is not supported with `inference.engine = "vllm"` yet: use the `hf` engine, or full '
+                "fine-tuning (docs/integrations.md)"
+            )
         return self
 
 

@@ -101,6 +101,29 @@ def check_model(config: RLConfig) -> None:
         raise ConfigError(f"{where}: `model.name` = {name!r} is not a directory (hub ids look like `org/name`)")
 
 
+def check_lora_targets(config: RLConfig) -> None:
+    """`model.lora.target_modules` against the model's modules, built on the meta device (no weights loaded)."""
+    lora = config.trainer.model.lora
+    if lora is None or isinstance(lora.target_modules, str):
+        return
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from prime_rl.trainer.lora import check_targets
+    from prime_rl.utils.models import resolve_model_path
+
+    try:
+        model_config = AutoConfig.from_pretrained(resolve_model_path(config.trainer.model.name))
+    except OSError:
+        return  # an unreachable hub id: the trainer reports it
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config)
+    try:
+        check_targets(model, lora.target_modules)
+    except ConfigError as e:
+        raise ConfigError(f"{config.source_of('model.lora.target_modules')}: {e}") from None
+
+
 def render_configs(config: RLConfig) -> dict[str, str]:
     """`{process: TOML text}` (and `teacher` with a `[teacher]` table); fails if a value cannot be expressed in
     TOML."""
@@ -157,6 +180,7 @@ def launch(config: RLConfig) -> None:
     # Everything that can fail is checked before the output directory is touched.
     check_model(config)
     check_teacher(config)
+    check_lora_targets(config)
     check_prompt_lengths(config, check_plugins(config))
     resume_step = pin_resume_step(config)
     render_configs(config)

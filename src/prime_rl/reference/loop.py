@@ -23,7 +23,7 @@ from prime_rl.orchestrator.batch import assemble_batch
 from prime_rl.orchestrator.generate import generate_groups
 from prime_rl.orchestrator.metrics import reward_metrics
 from prime_rl.orchestrator.orchestrator import setup_buffer, setup_environments, setup_tokenizer
-from prime_rl.trainer.ckpt import unique_state_dict
+from prime_rl.trainer.lora import served_state
 from prime_rl.trainer.model import setup_model
 from prime_rl.trainer.optim import setup_optimizer
 from prime_rl.trainer.packing import pack_samples
@@ -80,7 +80,7 @@ async def run_reference(config: RLConfig) -> ReferenceRun:
                 model, optimizer, scheduler, micro_batches, loss_fn, trainer.optim.max_norm,
                 trainer.model.logprob_chunk_size,
             )  # fmt: skip
-            await engine.load_weights(unique_state_dict(model), step + 1)  # policy step + 1 generates step + 1
+            await engine.load_weights(served_state(model), step + 1)  # policy step + 1 generates step + 1
             run.digests.append(batch_digest(batch))
             run.losses.append(result.loss)
             run.rewards.append(reward_metrics(generation.groups)["reward/mean"])

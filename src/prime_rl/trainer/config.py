@@ -8,10 +8,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from prime_rl.utils.config import BaseConfig, BaseSettingsConfig, type_union
 from prime_rl.utils.config.sections import CkptConfig, LoadedModelConfig, LogConfig, WandbConfig
+
+
+class LoRAConfig(BaseConfig):
+    """LoRA adapters (peft's `LoraConfig`): only the adapters train, broadcasts and exports carry only them
+    (docs/integrations.md). peft's names: `rank` is `r`, `alpha` is `lora_alpha`, `dropout` is `lora_dropout`."""
+
+    rank: int = Field(default=16, ge=1)
+    """Rank r of each adapter (A: r x in_features, B: out_features x r)."""
+    alpha: float = Field(default=32.0, gt=0)
+    """Scaling numerator: the adapter adds (alpha / rank) * B @ A to each target weight."""
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    """Dropout on the adapter's input during training (0: the trainer's forward equals the served merged weights)."""
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """Module names (or name suffixes) to adapt, as peft matches them, e.g. ["q_proj", "v_proj"]; `all-linear`: every
+    linear layer except the output head."""
+    export_merged: bool = False
+    """Also write merged HF weights (base + scaled B @ A) to `weights/step_N/merged/` beside the adapter."""
+
+    @field_validator("target_modules")
+    @classmethod
+    def _not_empty(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, list) and (not value or any(not name for name in value)):
+            raise ValueError("must name at least one module, and no empty name")
+        return value
 
 
 class TrainerModelConfig(LoadedModelConfig):
@@ -25,6 +49,8 @@ class TrainerModelConfig(LoadedModelConfig):
     """Allow model code from the hub repository."""
     logprob_chunk_size: int = Field(default=1024, ge=1)
     """Tokens per chunk when computing logprobs over the vocabulary (bounds the [tokens, vocab] memory)."""
+    lora: LoRAConfig | None = None
+    """Train LoRA adapters instead of all weights (`[model.lora]`; None: full fine-tuning)."""
 
 
 class AdamWConfig(BaseConfig):

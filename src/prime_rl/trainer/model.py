@@ -35,6 +35,10 @@ def setup_model(
     except OSError as e:
         raise OSError(f"model.name `{config.name}`: cannot load a causal LM from `{path}`: {e}") from e
     model.config.use_cache = False
+    if config.lora is not None:
+        from prime_rl.trainer.lora import apply_lora
+
+        apply_lora(model, config.lora, path)
     sharded = world is not None and world.distributed
     if not sharded:
         model.to(device)
@@ -43,8 +47,10 @@ def setup_model(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if sharded:
         shard_model(model, parallel or ParallelConfig(), world, device.type)  # moves the shards to the device
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     get_logger("trainer").info(
-        f"Loaded {config.name} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params) "
+        f"Loaded {config.name} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
+        f"{trainable / 1e6:.2f}M trainable) "
         f"on {device} in {dtype}, attention {attn}" + (f", sharded over {world.size} ranks" if sharded else "")
     )
     return model

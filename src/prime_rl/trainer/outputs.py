@@ -35,8 +35,9 @@ class CheckpointManager:
         tokenizer: PreTrainedTokenizerBase,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
+        export_merged: bool = False,
     ):
-        self.out, self.ckpt, self.weights = out, ckpt, weights
+        self.out, self.ckpt, self.weights, self.export_merged = out, ckpt, weights, export_merged
         self.model, self.tokenizer, self.optimizer, self.scheduler = model, tokenizer, optimizer, scheduler
 
     def load(self, step: int) -> dict[str, Any]:
@@ -54,7 +55,7 @@ class CheckpointManager:
         times["checkpoint"] = time.perf_counter() - start
         start = time.perf_counter()
         if (self.weights.interval and step % self.weights.interval == 0) or (final and self.weights.final):
-            export_hf(self.model, self.tokenizer, self.out, step)
+            export_hf(self.model, self.tokenizer, self.out, step, self.export_merged)
         times["export"] = time.perf_counter() - start
         return times
 
@@ -62,4 +63,4 @@ class CheckpointManager:
         """After the last step: writes the final export if it is missing (resumed from the final checkpoint of a run
         killed before its export)."""
         if self.weights.final and not main_decides(is_stable(RunDir(self.out).export(step))):
-            export_hf(self.model, self.tokenizer, self.out, step)
+            export_hf(self.model, self.tokenizer, self.out, step, self.export_merged)

@@ -37,9 +37,10 @@ from prime_rl.inference.engines.requests import Request, Sequence, dispatch, res
 from prime_rl.inference.engines.sampling import sample, sampling_batch
 from prime_rl.inference.engines.scheduler import Scheduler
 from prime_rl.inference.engines.stopping import check_finished
-from prime_rl.inference.engines.weights import read_weight_dir
+from prime_rl.inference.engines.weights import read_adapter_dir, read_weight_dir
 from prime_rl.utils.logger import get_logger
 from prime_rl.utils.threads import pin_current_thread
+from prime_rl.weights.adapter import is_adapter_dir, merge_adapter
 
 T = TypeVar("T")
 
@@ -108,6 +109,11 @@ class HFEngine(Engine):
         return await self._run_command(forward)
 
     async def update_weights(self, weight_dir: Path, step: int) -> None:
+        """Full weights, or a LoRA adapter (`adapter_config.json` present) merged into the base weights."""
+        if is_adapter_dir(weight_dir):
+            adapter, scale = await asyncio.to_thread(read_adapter_dir, weight_dir)
+            await self._run_command(lambda: self._apply_adapter(adapter, scale, step))
+            return
         tensors = await asyncio.to_thread(read_weight_dir, weight_dir, self.runner.model)
         await self.load_weights(tensors, step)
 
@@ -197,6 +203,15 @@ class HFEngine(Engine):
             self.policy_step = 0
         else:
             self._apply(self.runner.base_state, 0)
+
+    def _apply_adapter(self, adapter: dict[str, Tensor], scale: float, step: int) -> None:
+        """Serves base + scale * B @ A in the adapted weights (always from the base, never on top of an earlier
+        policy), the others at their base values."""
+        try:
+            merged = merge_adapter(self.runner.base_weights(), adapter, scale)
+        except ValueError as e:
+            raise EngineError(str(e), "weight_dir") from None
+        self._apply(self.runner.base_weights() | merged, step)
 
     def _apply(self, tensors: dict[str, Tensor], step: int) -> None:
         """Copies weights in place and restarts everything in flight, so no completion mixes two policies."""

@@ -109,10 +109,15 @@ class ModelRunner:
         labels = torch.tensor(tokens[start:], device=self.device)
         return torch.log_softmax(logits, dim=-1).gather(1, labels[:, None])[:, 0]
 
-    def load_weights(self, tensors: dict[str, Tensor]) -> None:
-        """Copies canonical-name tensors into the model in place (the starting weights are kept once)."""
+    def base_weights(self) -> dict[str, Tensor]:
+        """The starting weights (canonical names), copied before the first update."""
         if self.base_state is None:
             self.base_state = {k: v.detach().clone() for k, v in unique_state(self.model).items()}
+        return self.base_state
+
+    def load_weights(self, tensors: dict[str, Tensor]) -> None:
+        """Copies canonical-name tensors into the model in place (the starting weights are kept once)."""
+        self.base_weights()
         with torch.inference_mode(False), torch.no_grad():
             copy_into(self.model, tensors)
 

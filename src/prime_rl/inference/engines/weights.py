@@ -87,3 +87,26 @@ def copy_into(model: torch.nn.Module, tensors: dict[str, Tensor]) -> None:
     state = unique_state(model)
     for name, tensor in tensors.items():
         state[name].copy_(tensor)
+
+
+def read_adapter_dir(weight_dir: Path) -> tuple[dict[str, Tensor], float]:
+    """A LoRA adapter directory in peft's format (`weights/adapter.py`): its tensors, checked for dtype and finite
+    values, and its scale; raises EngineError. The shapes are checked against the model when it is merged."""
+    from safetensors.torch import load_file
+
+    from prime_rl.weights.adapter import ADAPTER_CONFIG, adapter_scale, read_adapter_config
+
+    try:
+        scale = adapter_scale(read_adapter_config(weight_dir))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise EngineError(f"`{weight_dir / ADAPTER_CONFIG}` is not a usable LoRA config: {e!r}", "weight_dir") from e
+    adapter: dict[str, Tensor] = {}
+    for file in weight_files(weight_dir):
+        try:
+            tensors = load_file(file)
+        except Exception as e:
+            raise EngineError(f"cannot read `{file}`: {e}", "weight_dir") from e
+        for name, tensor in tensors.items():
+            _check_values(file, name, tensor)
+        adapter |= tensors
+    return adapter, scale

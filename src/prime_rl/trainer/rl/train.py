@@ -42,7 +42,10 @@ def train(config: RLTrainerConfig) -> None:
     tokenizer = setup_tokenizer(config.model)
     optimizer = setup_optimizer(config.optim, model)
     scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
-    checkpoints = CheckpointManager(out, config.ckpt, config.weights, model, tokenizer, optimizer, scheduler)
+    merged = config.model.lora is not None and config.model.lora.export_merged
+    checkpoints = CheckpointManager(
+        out, config.ckpt, config.weights, model, tokenizer, optimizer, scheduler, export_merged=merged
+    )
     data = setup_data_loader(config.data, out, model.config.vocab_size, config.seed)
     metrics = None
     if world.is_main:  # rank 0 alone reports

@@ -60,7 +60,10 @@ def train(config: SFTConfig) -> None:
     model = setup_model(config.model, config.parallel, world)
     optimizer = setup_optimizer(config.optim, model)
     scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
-    checkpoints = CheckpointManager(out, config.ckpt, config.weights, model, tokenizer, optimizer, scheduler)
+    merged = config.model.lora is not None and config.model.lora.export_merged
+    checkpoints = CheckpointManager(
+        out, config.ckpt, config.weights, model, tokenizer, optimizer, scheduler, export_merged=merged
+    )
     metrics = None
     if world.is_main:  # rank 0 alone reports
         metrics = MetricsWriter(run.metrics("sft"))
