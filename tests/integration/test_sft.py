@@ -142,3 +142,27 @@ def test_on_nonfinite_stop_fails_naming_the_step(tmp_path, tiny_model_dir, data_
         r'^sft: error: FloatingPointError: step 1: non-finite loss nan .*; stopping because on_nonfinite = "stop"', last
     )
     assert [r["step"] for r in read_metrics(out / "metrics" / "sft.jsonl")] == [0]
+
+
+def test_lora_sft_learns_exports_the_adapter_and_resumes_exactly(tmp_path, tiny_model_dir, data_file):
+    lora = ("--model.lora.rank", "8", "--model.lora.alpha", "16", "--model.lora.export-merged")
+    full = tmp_path / "full"
+    main(sft_args(tiny_model_dir, data_file, full, 6, *lora))
+    losses = [r["loss"] for r in read_metrics(full / "metrics" / "sft.jsonl")]
+    assert losses[-1] < 0.8 * losses[0]
+    export = full / "weights" / "step_6"
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "merged"} <= {
+        p.name for p in export.iterdir()
+    }
+    merged = AutoModelForCausalLM.from_pretrained(export / "merged")
+    initial = dict(AutoModelForCausalLM.from_pretrained(tiny_model_dir).named_parameters())
+    changed = {n for n, p in merged.named_parameters() if not torch.equal(p, initial[n])}
+    assert changed and all(n.endswith("_proj.weight") for n in changed)  # embeddings and norms untouched
+
+    parts = tmp_path / "parts"
+    main(sft_args(tiny_model_dir, data_file, parts, 3, *lora, "--ckpt.interval", "3"))
+    main(sft_args(tiny_model_dir, data_file, parts, 6, *lora, "--ckpt.interval", "3", "--ckpt.resume-step", "-1"))
+    expected = load_file(export / "adapter_model.safetensors")
+    resumed = load_file(parts / "weights" / "step_6" / "adapter_model.safetensors")
+    assert expected.keys() == resumed.keys() and all(torch.equal(expected[k], resumed[k]) for k in expected)
+    assert [r["loss"] for r in read_metrics(parts / "metrics" / "sft.jsonl")] == losses

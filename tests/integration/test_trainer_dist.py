@@ -1,5 +1,5 @@
 """FSDP2 under torchrun (2 CPU ranks, gloo) against one process: the same parameters after a step (RL with the default
-and a seed-style loss, SFT), checkpoints that resume on the same and on another number of ranks.
+and a seed-style loss, SFT, LoRA), checkpoints that resume on the same and on another number of ranks.
 
 All 2-rank runs share one torchrun launch (`dist_runs.py`), the expensive part on a small machine.
 """
@@ -34,6 +34,7 @@ VARIANTS = {
     "checkpointed": ["--parallel.activation-checkpointing", "--parallel.reshard-after-forward", "false"],
 }
 """2-rank runs of the default float64 step with other [parallel] settings: the same parameters."""
+LORA = ["--model.lora.rank", "4"]
 CONVERSATIONS = [
     {"messages": [{"role": "user", "content": f"Say {word}."}, {"role": "assistant", "content": word * (i + 1)}]}
     for i, word in enumerate(["yes", "no", "maybe"])
@@ -93,6 +94,7 @@ def runs(tmp_path_factory, tiny_model_dir) -> Path:
         )
     )
     sft_train(parse_config(SFTConfig, sft_args(tiny_model_dir, data, root / "single/sft")))
+    rl_train(parse_config(RLTrainerConfig, rl_args(tiny_model_dir, root / "single/lora", "float64", 1, *LORA)))
     # A checkpoint written by one process, resumed below by two ranks.
     shutil.copytree(checkpoint_dir(root / "single/two", 2), checkpoint_dir(root / "dist/from_single", 2))
 
@@ -106,6 +108,7 @@ def runs(tmp_path_factory, tiny_model_dir) -> Path:
         ("rl", rl_args(tiny_model_dir, dist / "resumed", "float64", 4, *ckpt, "--ckpt.resume-step", "-1")),
         ("rl", rl_args(tiny_model_dir, dist / "from_single", "float64", 4, *ckpt, "--ckpt.resume-step", "2")),
         ("sft", sft_args(tiny_model_dir, data, dist / "sft")),
+        ("rl", rl_args(tiny_model_dir, dist / "lora", "float64", 1, *LORA)),
     ]
     (root / "plan.json").write_text(json.dumps(plan))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "examples" / "custom_algorithms"), *sys.path])}
@@ -156,3 +159,11 @@ def test_two_ranks_resume_and_reshard(runs, tiny_model_dir):
 
 def test_sft_two_ranks_equal_one_process(runs):
     assert_same(weights(runs / "dist/sft", 1), weights(runs / "single/sft", 1), TOLERANCE["float64"])
+
+
+def test_lora_two_ranks_equal_one_process(runs):
+    """FSDP2 shards the frozen base and the adapters together; only the adapters train and are broadcast."""
+    for path in ("broadcasts/step_1/adapter_model.safetensors", "weights/step_1/adapter_model.safetensors"):
+        single, dist = load_file(runs / "single/lora" / path), load_file(runs / "dist/lora" / path)
+        assert len(single) == 28
+        assert_same(dist, single, TOLERANCE["float64"])
