@@ -13,7 +13,7 @@ import pytest
 
 from prime_rl.eval.config import EvalConfig
 from prime_rl.inference.config import InferenceConfig
-from prime_rl.launcher.config import RLConfig
+from prime_rl.launcher.config import RLConfig, RLModelConfig
 from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.trainer.config import TrainerModelConfig
 from prime_rl.trainer.rl.config import RLTrainerConfig
@@ -68,8 +68,8 @@ def test_shared_sections_are_the_same_classes():
         assert cls is RLConfig or _section(cls, "log") is LogConfig, cls  # `rl` logs to logs/rl.log
     for cls in trainers:
         assert _section(cls, "model") is TrainerModelConfig and _section(cls, "ckpt") is CkptConfig
-    for cls in policies:
-        assert _section(cls, "model") is ModelConfig
+    for cls in policies:  # `rl`'s shared `[model]` adds `lora`, which it pushes into the trainer
+        assert _section(cls, "model") is (RLModelConfig if cls is RLConfig else ModelConfig)
     for cls in (OrchestratorConfig, EvalConfig, _section(OrchestratorConfig, "eval").__args__[0]):
         assert _section(cls, "sampling") is SamplingConfig
     for cls in (OrchestratorConfig, EvalConfig):
