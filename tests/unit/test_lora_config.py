@@ -3,6 +3,8 @@ their key."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from prime_rl.launcher.config import RLConfig
@@ -52,3 +54,10 @@ def test_rl_unknown_target_module_exits_2_before_starting(tmp_path, tiny_model_d
         capsys.readouterr().err
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_one_word_lora_overlay_parses():
+    examples = Path(__file__).resolve().parents[2] / "examples" / "one_word"
+    config = parse_config(RLConfig, ["@", str(examples / "rl.toml"), "@", str(examples / "lora.toml")])
+    assert config.trainer.model.lora == LoRAConfig(rank=16, alpha=32.0)
+    assert (config.trainer.optim.lr, str(config.output_dir)) == (2e-4, "outputs/one_word_lora")
