@@ -1,4 +1,4 @@
-"""`rl` end to end on a tiny random model: three real processes, custom loss and advantage by import path."""
+"""`rl` end to end on a tiny random model: three real processes, custom loss and advantage by import path, LoRA."""
 
 import os
 import re
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from prime_rl.transport.filesystem import FileSystemReceiver
 from prime_rl.utils.metrics import read_metrics
@@ -41,11 +42,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _config(tmp_path: Path, model_dir: Path, loss: str, advantage: str = "") -> Path:
+def _config(tmp_path: Path, model_dir: Path, loss: str, advantage: str = "", async_level: int = 1) -> Path:
     (tmp_path / "count_env.py").write_text(ENV_MODULE)
     path = tmp_path / "rl.toml"
     path.write_text(
-        f'output_dir = "{tmp_path / "out"}"\nmax_steps = 3\nmax_async_level = 1\nseq_len = 256\n'
+        f'output_dir = "{tmp_path / "out"}"\nmax_steps = 3\nmax_async_level = {async_level}\nseq_len = 256\n'
         f'[model]\nname = "{model_dir}"\n[inference.server]\nport = {_free_port()}\n'
         "[orchestrator]\nbatch_size = 8\nrollouts_per_example = 4\n[orchestrator.sampling]\nmax_tokens = 12\n"
         f'[[orchestrator.env]]\nid = "{tmp_path / "count_env.py"}"\n{advantage}{loss}'
@@ -175,3 +176,22 @@ def test_rl_failing_trainer_rank_stops_the_run_within_a_minute(tmp_path, tiny_mo
     assert "trainer exited with code 1; last lines of" in result.stderr
     assert "boom from rank 1 at step 1" in result.stderr
     assert "boom from rank 1 at step 1" in (tmp_path / "out/logs/trainer.log").read_text()
+
+
+def test_rl_with_lora_serves_the_trainers_adapter(tmp_path, tiny_model_dir):
+    """The server samples with the adapter the trainer broadcast: the trainer's logprobs match the rollouts'."""
+    result = _rl(_config(tmp_path, tiny_model_dir, "", "[model.lora]\nrank = 4\n", async_level=0))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in (out / "broadcasts/step_3").iterdir()) == [
+        "STABLE", "adapter_config.json", "adapter_model.safetensors"
+    ]  # fmt: skip
+    adapter = load_file(out / "weights/step_3/adapter_model.safetensors")
+    assert len(adapter) == 28 and all(torch.count_nonzero(t) for t in adapter.values())  # every B moved from 0
+    trainer = read_metrics(out / "metrics/trainer.jsonl")
+    orchestrator = read_metrics(out / "metrics/orchestrator.jsonl")
+    assert [r["step"] for r in trainer] == [0, 1, 2] and orchestrator[2]["policy/loaded"] == 2
+    # Steps 1 and 2 were sampled with the merged adapter of policies 1 and 2: the trainer (base + adapter, unmerged)
+    # computes the same logprobs up to float32 rounding.
+    for record in trainer[1:]:
+        assert record["mismatch_kl/max"] < 1e-6, record
