@@ -27,11 +27,11 @@ def is_adapter_dir(path: Path) -> bool:
 
 
 def adapter_scale(config: dict) -> float:
-    """`lora_alpha / r` (rslora: `/ sqrt(r)`) of a peft adapter config; ValueError for per-module patterns, which
-    the merge does not apply."""
-    for key in ("rank_pattern", "alpha_pattern"):
+    """`lora_alpha / r` (rslora: `/ sqrt(r)`) of a peft adapter config; ValueError for the options the plain merge
+    does not apply (per-module ranks, DoRA, transposed weights)."""
+    for key in ("rank_pattern", "alpha_pattern", "use_dora", "fan_in_fan_out"):
         if config.get(key):
-            raise ValueError(f"`{ADAPTER_CONFIG}`: `{key}` is not supported (one rank and alpha for all modules)")
+            raise ValueError(f"`{ADAPTER_CONFIG}`: `{key}` is not supported (plain LoRA, one rank and alpha)")
     r, alpha = config["r"], config["lora_alpha"]
     return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
 
