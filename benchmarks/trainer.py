@@ -7,8 +7,16 @@ own subprocess (so peak RSS is its own), one warm-up step, then `--steps` timed 
 `--rounds` rounds and the median step time of each side is reported.
 Weight broadcast is not part of the timed step.
 
+`--flops`: the achieved model FLOP/s of a trainer step (packing + `train_step`) on `make run`'s one-word shapes
+(`--groups` groups of 8 samples, 43-token prompts shared, 10-20 completion tokens, `seq_len` 256), and in the same
+process, at the same thread count, the float32 matmul FLOP/s of that step's own GEMMs (the formula and the GEMMs are
+in `benchmarks/flops.py`); steps and GEMM suites alternate for `--rounds` rounds, medians are reported, and the
+utilisation is their ratio. `--variants` names trainer configurations to time side by side (the first one gives the
+utilisation line): `fused` (the default AdamW), `foreach` (`optim.fused = false`), `compile` (`model.compile`).
+
     .venv/bin/python benchmarks/trainer.py                      # 64 x 256 tokens (slow on 2 CPU cores)
     .venv/bin/python benchmarks/trainer.py --samples 8 --steps 2 --rounds 2 --threads 1 --clock cpu   # shared host
+    .venv/bin/python benchmarks/trainer.py --flops --rounds 3 --threads 1 --clock cpu --variants fused,foreach
 """
 
 from __future__ import annotations
@@ -102,6 +110,76 @@ def child(args) -> None:
     print(json.dumps({"times": times, "peak_rss_gib": rss}))
 
 
+VARIANTS = {
+    # name: (TrainerModelConfig overrides, AdamWConfig overrides)
+    "fused": ({}, {"fused": True}),
+    "foreach": ({}, {"fused": False}),
+    "compile": ({"compile": True}, {"fused": True}),
+}
+
+
+def setup_variant(args, name: str):
+    from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, TrainerModelConfig
+    from prime_rl.trainer.model import setup_model
+    from prime_rl.trainer.optim import setup_optimizer
+    from prime_rl.trainer.scheduler import setup_scheduler
+
+    model_overrides, optim_overrides = VARIANTS[name]
+    model = setup_model(TrainerModelConfig(name=args.model, **model_overrides))
+    optimizer = setup_optimizer(AdamWConfig(lr=1e-6, **optim_overrides), model)
+    return model, optimizer, setup_scheduler(ConstantSchedulerConfig(), optimizer, None)
+
+
+def gflops(flops: float, seconds: list[float]) -> float:
+    return flops / statistics.median(seconds) / 1e9
+
+
+def run_flops(args) -> None:
+    import torch
+
+    from flops import gemm_shapes, matmul_rate, step_flops
+    from prefix_sharing import SHAPES, make_samples
+    from prime_rl.trainer.packing import pack_samples
+    from prime_rl.trainer.rl.config import LossConfig
+    from prime_rl.trainer.rl.loss import setup_loss_fn
+    from prime_rl.trainer.step import train_step
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prompt_len, lens, per_group, seq_len = SHAPES["one_word"]
+    samples = make_samples(prompt_len, lens, per_group, args.groups, 49152, seed=0)
+    loss_fn = setup_loss_fn(LossConfig())
+    names = args.variants.split(",")
+    trainers = {name: setup_variant(args, name) for name in names}
+    step_times: dict[str, list[float]] = {name: [] for name in names}
+    gemm_times: list[float] = []
+    for _ in range(args.rounds + 1):  # round 0 warms up (and compiles)
+        for name, (model, optimizer, scheduler) in trainers.items():
+            start = clock(args)
+            micro_batches = pack_samples(samples, seq_len, share=True)
+            train_step(model, optimizer, scheduler, micro_batches, loss_fn, 1.0, 1024)
+            step_times[name].append(clock(args) - start)
+        gemm_flops, seconds = matmul_rate(gemm_shapes(model, micro_batches), lambda: clock(args))
+        gemm_times.append(seconds)
+    flops = step_flops(model, micro_batches)
+    terms = ", ".join(f"{term} {value / 1e9:.1f}" for term, value in flops.items())
+    tokens = sum(mb.num_model_tokens for mb in micro_batches)
+    print(f"step: {tokens} model tokens in {len(micro_batches)} micro-batches, GFLOP {terms}")
+    print(f"matmul suite: {gemm_flops / 1e9:.1f} GFLOP, times [{', '.join(f'{t:.2f}' for t in gemm_times[1:])}] s")
+    matmul = gflops(gemm_flops, gemm_times[1:])
+    for name, times in step_times.items():
+        warm = ", ".join(f"{t:.2f}" for t in times[1:])
+        median = statistics.median(times[1:])
+        print(f"{name:8s}: first step {times[0]:.2f} s, step times [{warm}] s, median {median:.2f} s")
+    first, *others = names
+    for name in others:
+        ratio = statistics.median(step_times[name][1:]) / statistics.median(step_times[first][1:])
+        print(f"step_time_{name}_vs_{first}: {ratio:.2f}x")
+    achieved = gflops(sum(flops.values()), step_times[first][1:])
+    line = f"{achieved:.1f} GFLOP/s (baseline: matmul {matmul:.1f} GFLOP/s, ratio: {achieved / matmul:.2f}x)"
+    print(f"trainer_flops_utilisation: {line}")
+
+
 def parent(args) -> None:
     # Sides alternate over rounds so that load from other processes on the machine hits both alike.
     times: dict[str, list[float]] = {"baseline": [], "ours": []}
@@ -137,9 +215,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: every available core)")
     parser.add_argument("--attn", default="varlen", help="our attention implementation")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="cpu: process CPU time (shared hosts)")
+    parser.add_argument("--flops", action="store_true", help="utilisation: model FLOP/s vs the matmul rate")
+    parser.add_argument("--groups", type=int, default=4, help="--flops: one-word groups of 8 samples per step")
+    parser.add_argument("--variants", default="fused", help=f"--flops: comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--side", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    child(args) if args.side else parent(args)
+    if args.flops:
+        run_flops(args)
+    else:
+        child(args) if args.side else parent(args)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from prime_rl.trainer.config import AdamWConfig, OptimizerConfigType, SGDConfig
 def setup_optimizer(config: OptimizerConfigType, model: torch.nn.Module) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if isinstance(config, AdamWConfig):
+        implementation = {"fused": True} if config.fused else {"foreach": True}
         return torch.optim.AdamW(
-            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, foreach=True
+            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, **implementation
         )
     if isinstance(config, SGDConfig):
         return torch.optim.SGD(
