@@ -134,6 +134,18 @@ def gflops(flops: float, seconds: list[float]) -> float:
     return flops / statistics.median(seconds) / 1e9
 
 
+def profile_step(trainer, pack, loss_fn) -> None:
+    """Prints where one step's time goes: torch.profiler's operators by their own time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from prime_rl.trainer.step import train_step
+
+    model, optimizer, scheduler = trainer
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_step(model, optimizer, scheduler, pack(), loss_fn, 1.0, 1024)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
 def run_flops(args) -> None:
     import torch
 
@@ -175,6 +187,8 @@ def run_flops(args) -> None:
     for name in others:
         ratio = statistics.median(step_times[name][1:]) / statistics.median(step_times[first][1:])
         print(f"step_time_{name}_vs_{first}: {ratio:.2f}x")
+    if args.profile:
+        profile_step(trainers[first], lambda: pack_samples(samples, seq_len, share=True), loss_fn)
     achieved = gflops(sum(flops.values()), step_times[first][1:])
     line = f"{achieved:.1f} GFLOP/s (baseline: matmul {matmul:.1f} GFLOP/s, ratio: {achieved / matmul:.2f}x)"
     print(f"trainer_flops_utilisation: {line}")
@@ -218,6 +232,7 @@ def main() -> None:
     parser.add_argument("--flops", action="store_true", help="utilisation: model FLOP/s vs the matmul rate")
     parser.add_argument("--groups", type=int, default=4, help="--flops: one-word groups of 8 samples per step")
     parser.add_argument("--variants", default="fused", help=f"--flops: comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--profile", action="store_true", help="--flops: print one step's torch.profiler table")
     parser.add_argument("--side", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.flops:
