@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from prime_rl.trainer.ckpt import load_checkpoint, save_checkpoint
 from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, TrainerModelConfig
 from prime_rl.trainer.model import setup_model
 from prime_rl.trainer.optim import setup_optimizer
@@ -74,3 +75,18 @@ def test_fused_and_foreach_adamw_train_to_the_same_weights(tiny_model_dir):
     for name, weight in foreach.items():
         # float32 rounding of the two kernels' different operation orders, 3 steps: a few ulps of lr-sized updates.
         torch.testing.assert_close(fused[name], weight, atol=1e-6, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("saved_fused, fused", [(True, False), (False, True)])
+def test_resume_keeps_this_runs_kernel(tmp_path, saved_fused, fused):
+    model = torch.nn.Linear(3, 2)
+    saved = setup_optimizer(AdamWConfig(fused=saved_fused), model)
+    model(torch.ones(1, 3)).sum().backward()
+    saved.step()
+    save_checkpoint(tmp_path, 1, model, saved, setup_scheduler(ConstantSchedulerConfig(), saved, None))
+    other = torch.nn.Linear(3, 2)
+    optimizer = setup_optimizer(AdamWConfig(fused=fused), other)
+    load_checkpoint(tmp_path, 1, other, optimizer, setup_scheduler(ConstantSchedulerConfig(), optimizer, None))
+    assert optimizer.param_groups[0]["fused"] is (True if fused else None)
+    assert optimizer.param_groups[0]["foreach"] is (None if fused else True)
+    torch.testing.assert_close(optimizer.state[other.weight]["exp_avg"], saved.state[model.weight]["exp_avg"])

@@ -101,7 +101,11 @@ def load_checkpoint(
     with _dcp_quietly():
         dcp.load(sharded, checkpoint_id=path, no_dist=not World.current().distributed)
     set_model_state_dict(model, sharded["model"])
+    # The kernel (`optim.fused`) is this run's choice: loading param_groups would bring back the checkpoint's.
+    kernels = {key: optimizer.defaults[key] for key in ("fused", "foreach") if key in optimizer.defaults}
     set_optimizer_state_dict(model, optimizer, sharded["optimizer"])
+    for group in optimizer.param_groups:
+        group.update(kernels)
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"])
     get_logger("trainer").info(f"Resumed from checkpoint of step {step} ({path})")
