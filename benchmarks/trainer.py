@@ -12,7 +12,7 @@ Weight broadcast is not part of the timed step.
 process, at the same thread count, the float32 matmul FLOP/s of that step's own GEMMs (the formula and the GEMMs are
 in `benchmarks/flops.py`); steps and GEMM suites alternate for `--rounds` rounds, medians are reported, and the
 utilisation is their ratio. `--variants` names trainer configurations to time side by side (the first one gives the
-utilisation line): `fused` (the default AdamW), `foreach` (`optim.fused = false`), `compile` (`model.compile`).
+utilisation line): `fused` (the default AdamW) and `foreach` (`optim.fused = false`).
 
     .venv/bin/python benchmarks/trainer.py                      # 64 x 256 tokens (slow on 2 CPU cores)
     .venv/bin/python benchmarks/trainer.py --samples 8 --steps 2 --rounds 2 --threads 1 --clock cpu   # shared host
@@ -114,7 +114,6 @@ VARIANTS = {
     # name: (TrainerModelConfig overrides, AdamWConfig overrides)
     "fused": ({}, {"fused": True}),
     "foreach": ({}, {"fused": False}),
-    "compile": ({"compile": True}, {"fused": True}),
 }
 
 
@@ -165,7 +164,7 @@ def run_flops(args) -> None:
     trainers = {name: setup_variant(args, name) for name in names}
     step_times: dict[str, list[float]] = {name: [] for name in names}
     gemm_times: list[float] = []
-    for _ in range(args.rounds + 1):  # round 0 warms up (and compiles)
+    for _ in range(args.rounds + 1):  # round 0 warms up
         for name, (model, optimizer, scheduler) in trainers.items():
             start = clock(args)
             micro_batches = pack_samples(samples, seq_len, share=True)
