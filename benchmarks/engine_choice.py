@@ -3,7 +3,8 @@ examples/one_word/rl.toml`, then `plot`), start-up and evaluations included, wit
 baseline) and then `"vllm"`, one after the other in the same run; and a longer run, extrapolated from each run's
 measured parts (stated as such in its line).
 
-A run splits into a fixed part (process start-up, model loading, the base and final evaluations, `plot`) and
+With `--steps` below the example's 10 (a loaded machine), the 10-step run is extrapolated the same way. A run splits
+into a fixed part (process start-up, model loading, the base and final evaluations, `plot`) and
 `max_steps` training steps. The step time is the mean gap between consecutive trainer step records (`metrics/
 trainer.jsonl`, steady state: the first step also waits for start-up); fixed = total - max_steps * step time; a run of
 N steps is extrapolated as fixed + N * step time. Start-up is launch to the first healthy `/health` of the server.
@@ -11,7 +12,7 @@ N steps is extrapolated as fixed + N * step time. Start-up is launch to the firs
 vLLM must be installed (`make test-vllm` creates `.venv-vllm` with its CPU build): run this with
 `.venv-vllm/bin/python`.
 
-Usage: python benchmarks/engine_choice.py [--steps 10] [--long-steps 100] [--keep DIR]
+Usage: python benchmarks/engine_choice.py [--steps 10] [--long-steps 100] [--keep DIR] [--wait-pid PID]
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from prime_rl.utils.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "one_word" / "rl.toml"
+EXAMPLE_STEPS = 10
+"""The example's `max_steps`: what `make run` trains."""
 
 
 @dataclass
@@ -100,15 +103,17 @@ def uptime() -> str:
 def report(times: dict[str, RunTimes], long_steps: int) -> list[str]:
     """The ratio lines: vLLM against the HF engine (the baseline)."""
     hf, vllm = times["hf"], times["vllm"]
-    lines = []
-    for name, ours, base in [
-        (f"make_run_{hf.steps}_steps", vllm.total, hf.total),
+    rows = [
+        (f"example_{hf.steps}_steps", vllm.total, hf.total),
         ("startup", vllm.startup, hf.startup),
         ("evals", vllm.evals, hf.evals),
         ("fixed", vllm.fixed, hf.fixed),
         ("step", vllm.step, hf.step),
-        (f"run_{long_steps}_steps_extrapolated", vllm.extrapolate(long_steps), hf.extrapolate(long_steps)),
-    ]:
+    ]
+    for steps in sorted({EXAMPLE_STEPS, long_steps} - {hf.steps}):
+        rows.append((f"example_{steps}_steps_extrapolated", vllm.extrapolate(steps), hf.extrapolate(steps)))
+    lines = []
+    for name, ours, base in rows:
         lines.append(f"engine_choice_{name}_vllm: {ours:.1f} s (baseline hf: {base:.1f} s, ratio: {ours / base:.2f}x)")
     if vllm.step < hf.step:
         even = (vllm.fixed - hf.fixed) / (hf.step - vllm.step)
@@ -120,13 +125,17 @@ def report(times: dict[str, RunTimes], long_steps: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=10, help="max_steps of each run (the example's 10)")
+    parser.add_argument("--steps", type=int, default=EXAMPLE_STEPS, help="max_steps of each run (the example's 10)")
     parser.add_argument("--long-steps", type=int, default=100, help="length of the extrapolated longer run")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
+    parser.add_argument("--wait-pid", type=int, default=None, help="start the vLLM run once this process exited")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="engine_choice_"))
+    root.mkdir(parents=True, exist_ok=True)
     times = {}
     for engine in ("hf", "vllm"):
+        while engine == "vllm" and args.wait_pid and Path(f"/proc/{args.wait_pid}").exists():
+            time.sleep(5)  # e.g. another vLLM server: two do not fit beside each other on a small machine
         print(f"[{engine}] start ({uptime()})", flush=True)
         times[engine] = t = run_example(engine, args.steps, root / engine)
         print(

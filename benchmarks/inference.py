@@ -26,6 +26,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,11 +73,14 @@ def start_server(
     cmd = [str(exe), "--engine", engine, "--server.port", str(port), "--num-threads", str(threads),
            "--max-batch-size", str(batch), *extra]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
+    # A file, not a pipe: nobody reads a pipe while the server runs, and a full one would block the server's logging.
+    log = Path(tempfile.gettempdir()) / f"benchmark_inference_{engine}_{port}.log"
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     while time.perf_counter() - start < START_TIMEOUT_S:
         if proc.poll() is not None:
-            raise RuntimeError(f"{engine} inference server exited: {proc.stderr.read()[-2000:]}")
+            raise RuntimeError(f"{engine} inference server exited; {log}:\n{log.read_text()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return proc, time.perf_counter() - start
@@ -236,12 +240,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", choices=["hf", "vllm", "both"], default="hf")
     parser.add_argument("--threads", type=int, default=None, help="default: the engine's rule (utils/threads.py)")
-    parser.add_argument("--scenario", choices=list(SELECTIONS), default="both")
+    parser.add_argument("--scenario", choices=list(SELECTIONS), help="default: all with --engine both, else both")
     args = parser.parse_args()
     from prime_rl.utils.threads import setup_threads
 
     threads = setup_threads(args.threads, "inference", "--threads")  # the server's count, for the baseline too
-    letters = SELECTIONS[args.scenario]
+    letters = SELECTIONS[args.scenario or ("all" if args.engine == "both" else "both")]
     if args.engine == "both":
         lines = compare_engines(threads, letters)
     else:
