@@ -3,11 +3,12 @@ examples/one_word/rl.toml`, then `plot`), start-up and evaluations included, wit
 baseline) and then `"vllm"`, one after the other in the same run; and a longer run, extrapolated from each run's
 measured parts (stated as such in its line).
 
-With `--steps` below the example's 10 (a loaded machine), the 10-step run is extrapolated the same way. A run splits
-into a fixed part (process start-up, model loading, the base and final evaluations, `plot`) and
-`max_steps` training steps. The step time is the mean gap between consecutive trainer step records (`metrics/
-trainer.jsonl`, steady state: the first step also waits for start-up); fixed = total - max_steps * step time; a run of
-N steps is extrapolated as fixed + N * step time. Start-up is launch to the first healthy `/health` of the server.
+A run splits into a fixed part (process start-up, model loading, the base and final evaluations, `plot`) and
+`max_steps` training steps. The step time is the median gap between consecutive trainer step records
+(`metrics/trainer.jsonl`: the first step also waits for start-up; the median ignores a step slowed by another job's
+burst); fixed = total - max_steps * step time; a run of N steps is extrapolated as fixed + N * step time, and so is
+the example's 10-step run when `--steps` is lower (a loaded machine). Start-up is launch to the server's first
+healthy `/health`.
 
 vLLM must be installed (`make test-vllm` creates `.venv-vllm` with its CPU build): run this with
 `.venv-vllm/bin/python`.
@@ -18,9 +19,11 @@ Usage: python benchmarks/engine_choice.py [--steps 10] [--long-steps 100] [--kee
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,10 +92,14 @@ def run_example(engine: str, steps: int, output_dir: Path) -> RunTimes:
         raise RuntimeError(f"rl with engine {engine} failed (exit {proc.returncode}); see {log.name}")
     plot = [sys.executable, "-m", "prime_rl.utils.plot", "--output-dir", str(output_dir)]
     subprocess.run(plot, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    total = time.perf_counter() - start
+    return run_times(output_dir, time.perf_counter() - start, startup, steps)
+
+
+def run_times(output_dir: Path, total: float, startup: float, steps: int) -> RunTimes:
+    """The parts of a finished run from its metrics records (the step: the median gap between trainer records)."""
     trainer = [r["time"] for r in read_metrics(output_dir / "metrics/trainer.jsonl")]
     evals = sum(r["eval/time"] for r in read_metrics(output_dir / "metrics/orchestrator.jsonl") if "eval/time" in r)
-    step = (trainer[-1] - trainer[0]) / (len(trainer) - 1)
+    step = statistics.median(b - a for a, b in itertools.pairwise(trainer))
     return RunTimes(total=total, startup=startup, evals=evals, step=step, steps=steps)
 
 
