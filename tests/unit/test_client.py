@@ -209,6 +209,9 @@ def test_retry_policy_bounds_attempts_or_time():
     assert (both.wait(1, 0.0), both.wait(1, 0.5), both.wait(5, 0.0), both.wait(1, 1.0)) == (1.0, 0.5, None, None)
     assert RetryPolicy(deadline=0.3, key="client.retry_timeout").describe() == "client.retry_timeout = 0.3"
     assert both.describe() == "client.retries = 5, client.retry_timeout = 1"
+    # A health poll retries every 0.5 s through a vLLM start-up: attempt 1100 (~9 min) once overflowed the float.
+    poll = RetryPolicy(deadline=1800.0, first_backoff=0.5, max_backoff=0.5)
+    assert poll.backoff(1100) == poll.wait(1100, 550.0) == 0.5
     with pytest.raises(ValueError, match=r"RetryPolicy needs `retries` or `deadline`"):
         RetryPolicy()
 

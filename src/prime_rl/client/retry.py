@@ -43,7 +43,8 @@ class RetryPolicy:
             raise ValueError("RetryPolicy needs `retries` or `deadline` (or both)")
 
     def backoff(self, attempt: int) -> float:
-        return min(self.first_backoff * 2**attempt, self.max_backoff)
+        # The exponent is capped: a health poll retries every 0.5 s for many minutes, and 2.0**1024 overflows.
+        return min(self.first_backoff * 2.0 ** min(attempt, 60), self.max_backoff)
 
     def wait(self, attempt: int, elapsed: float) -> float | None:
         """Seconds to wait before retrying failed attempt `attempt` (0-based), shortened so that the last retry starts
