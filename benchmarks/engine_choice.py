@@ -19,7 +19,9 @@ Usage: python benchmarks/engine_choice.py [--steps 10] [--long-steps 100] [--kee
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
+import json
 import math
 import os
 import socket
@@ -134,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=EXAMPLE_STEPS, help="max_steps of each run (the example's 10)")
     parser.add_argument("--long-steps", type=int, default=100, help="length of the extrapolated longer run")
-    parser.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the runs here; a rerun reuses finished ones")
     parser.add_argument("--wait-pid", type=int, default=None, help="start the vLLM run once this process exited")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="engine_choice_"))
@@ -143,8 +145,13 @@ def main() -> None:
     for engine in ("hf", "vllm"):
         while engine == "vllm" and args.wait_pid and Path(f"/proc/{args.wait_pid}").exists():
             time.sleep(5)  # e.g. another vLLM server: two do not fit beside each other on a small machine
-        print(f"[{engine}] start ({uptime()})", flush=True)
-        times[engine] = t = run_example(engine, args.steps, root / engine)
+        saved = root / f"{engine}.times.json"
+        if saved.is_file():  # a resumed benchmark (`--keep` of a run that failed later) keeps its finished runs
+            times[engine] = t = RunTimes(**json.loads(saved.read_text()))
+        else:
+            print(f"[{engine}] start ({uptime()})", flush=True)
+            times[engine] = t = run_example(engine, args.steps, root / engine)
+            saved.write_text(json.dumps(dataclasses.asdict(t)))
         print(
             f"[{engine}] total {t.total:.1f} s: start-up {t.startup:.1f} s, evals {t.evals:.1f} s, "
             f"step {t.step:.1f} s, fixed {t.fixed:.1f} s ({uptime()})",
