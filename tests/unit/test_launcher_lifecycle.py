@@ -158,7 +158,7 @@ def test_a_trainer_with_nothing_left_to_train_may_finish_during_start_up(tmp_pat
     ("flag", "key"), [("--seq-len", "seq_len"), ("--inference.model.max-model-len", "inference.model.max_model_len")]
 )
 def test_a_length_that_leaves_no_room_for_a_completion_is_refused_before_start(tiny_model_dir, flag, key):
-    from prime_rl.launcher.launch import check_plugins, check_prompt_lengths
+    from prime_rl.launcher.checks import check_plugins, check_prompt_lengths
 
     argv = ["--model.name", str(tiny_model_dir), "--orchestrator.env", '[{id = "one-word"}]']
     fits = parse_config(RLConfig, [*argv, flag, "512"])

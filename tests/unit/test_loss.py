@@ -249,8 +249,8 @@ def test_setup_loss_fn_rejects_bad_import_paths(tmp_path, monkeypatch):
 
 
 def test_teacher_tau_without_a_teacher_is_refused_by_rl_and_by_the_trainer(tmp_path):
+    from prime_rl.launcher.checks import check_teacher
     from prime_rl.launcher.config import RLConfig
-    from prime_rl.launcher.launch import check_teacher
     from prime_rl.trainer.rl.config import RLTrainerConfig
     from prime_rl.trainer.rl.data import check_teacher as check_batch
     from prime_rl.transport.types import TrainingBatch, TrainingSample

@@ -1,0 +1,143 @@
+"""Peak resident memory of the whole `rl` process tree on the main example (`make run`: examples/one_word/rl.toml),
+against the same example run from the sources of a baseline git revision (default `1608c59`, the tree before the
+memory levers of issue 13), both in this invocation, one after the other.
+
+    python benchmarks/memory.py [--max-steps 10] [--baseline-rev 1608c59] [--no-baseline]
+
+The RSS of `rl` and every descendant (inference, orchestrator, trainer and any children) is sampled every 0.5 s; a
+process's peak is the largest RSS seen, and the tree's peak is the largest sum over one sample. Seconds per step are
+the mean orchestrator step time (`time/step` in metrics/orchestrator.jsonl) after the first step (which also waits for
+the first weights). Prints a per-process peak table for each run and, last,
+`rl_peak_rss: X GiB (baseline: Y GiB, ratio: R.RRx)` (ratio = baseline / ours) and the seconds-per-step ratio line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "one_word" / "rl.toml"
+ROLES = ("inference", "orchestrator", "trainer")
+GIB = 1024**3
+
+
+@dataclass
+class TreeSample:
+    """Peaks of one sampled process tree: per role (the largest RSS of that role's processes summed) and in total."""
+
+    peak_total: int = 0
+    peak_by_role: dict[str, int] = field(default_factory=dict)
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _role(proc: psutil.Process, root_pid: int) -> str:
+    if proc.pid == root_pid:
+        return "rl"
+    cmdline = " ".join(proc.cmdline())
+    for role in ROLES:
+        if f"sys.argv[0] = '{role}'" in cmdline or f"prime_rl.{role}" in cmdline:
+            return role
+    return "other"
+
+
+def sample_tree(root: psutil.Process, peaks: TreeSample) -> None:
+    """Adds one sample of `root` and its descendants to `peaks`."""
+    by_role: dict[str, int] = {}
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            rss, role = proc.memory_info().rss, _role(proc, root.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        by_role[role] = by_role.get(role, 0) + rss
+    peaks.peak_total = max(peaks.peak_total, sum(by_role.values()))
+    for role, rss in by_role.items():
+        peaks.peak_by_role[role] = max(peaks.peak_by_role.get(role, 0), rss)
+
+
+def seconds_per_step(output_dir: Path) -> float:
+    """Mean orchestrator step time after its first step."""
+    lines = (output_dir / "metrics" / "orchestrator.jsonl").read_text().splitlines()
+    times = [json.loads(line)["time/step"] for line in lines if line.strip()]
+    times = times[1:] or times
+    return sum(times) / len(times)
+
+
+def run(source: Path, max_steps: int, interval: float = 0.5) -> tuple[TreeSample, float]:
+    """Runs the example with the sources under `source/src` first on the path; returns peaks and seconds per step."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(EXAMPLE), "--output-dir", tmp,
+               "--max-steps", str(max_steps), "--inference.server.port", str(_port())]  # fmt: skip
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(source / "src"), os.environ.get("PYTHONPATH")]))
+        )
+        with open(Path(tmp).parent / f"memory-{os.getpid()}.log", "w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+            root, peaks = psutil.Process(proc.pid), TreeSample()
+            while proc.poll() is None:
+                sample_tree(root, peaks)
+                time.sleep(interval)
+        if proc.returncode != 0:
+            raise RuntimeError(f"rl from {source} failed with code {proc.returncode}: see {log.name}")
+        return peaks, seconds_per_step(Path(tmp))
+
+
+def print_table(label: str, peaks: TreeSample, step_s: float) -> None:
+    print(f"{label}: peak RSS per process (GiB), {step_s:.2f} s/step")
+    for role in ("rl", *ROLES, "other"):
+        if role in peaks.peak_by_role:
+            print(f"  {role:<13} {peaks.peak_by_role[role] / GIB:6.2f}")
+    print(f"  {'tree (peak)':<13} {peaks.peak_total / GIB:6.2f}", flush=True)
+
+
+def export_revision(rev: str, dest: Path) -> Path:
+    """The `src/` tree of git revision `rev` under `dest`."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "src"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-steps", type=int, default=10, help="shorter runs for iteration; the figure is for 10")
+    parser.add_argument("--baseline-rev", default="1608c59")
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    ours, ours_s = run(REPO, args.max_steps)
+    print_table("this tree", ours, ours_s)
+    if args.no_baseline:
+        print(f"rl_peak_rss: {ours.peak_total / GIB:.2f} GiB")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        base, base_s = run(export_revision(args.baseline_rev, Path(tmp)), args.max_steps)
+    print_table(f"baseline {args.baseline_rev}", base, base_s)
+    print(f"load average after: {os.getloadavg()}")
+    print(f"seconds_per_step: {ours_s:.2f} s (baseline: {base_s:.2f} s, ratio: {ours_s / base_s:.2f}x)")
+    ratio = base.peak_total / ours.peak_total
+    print(
+        f"rl_peak_rss: {ours.peak_total / GIB:.2f} GiB (baseline: {base.peak_total / GIB:.2f} GiB, ratio: {ratio:.2f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
