@@ -38,6 +38,8 @@ class TreeSample:
 
     peak_total: int = 0
     peak_by_role: dict[str, int] = field(default_factory=dict)
+    samples: list[dict[str, int]] = field(default_factory=list)
+    """Every sample's RSS per role (for `--trace`)."""
 
 
 def _port() -> int:
@@ -69,6 +71,7 @@ def sample_tree(root: psutil.Process, peaks: TreeSample) -> None:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
         by_role[role] = by_role.get(role, 0) + rss
+    peaks.samples.append(by_role)
     peaks.peak_total = max(peaks.peak_total, sum(by_role.values()))
     for role, rss in by_role.items():
         peaks.peak_by_role[role] = max(peaks.peak_by_role.get(role, 0), rss)
@@ -77,7 +80,8 @@ def sample_tree(root: psutil.Process, peaks: TreeSample) -> None:
 def seconds_per_step(output_dir: Path) -> float:
     """Mean orchestrator step time after its first step."""
     lines = (output_dir / "metrics" / "orchestrator.jsonl").read_text().splitlines()
-    times = [json.loads(line)["time/step"] for line in lines if line.strip()]
+    records = [json.loads(line) for line in lines if line.strip()]
+    times = [r["time/step"] for r in records if "time/step" in r]  # eval records have no step time
     times = times[1:] or times
     return sum(times) / len(times)
 
@@ -121,9 +125,12 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=10, help="shorter runs for iteration; the figure is for 10")
     parser.add_argument("--baseline-rev", default="1608c59")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--trace", type=Path, help="writes this tree's samples (RSS per role, bytes) as JSON lines")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)
     ours, ours_s = run(REPO, args.max_steps)
+    if args.trace:
+        args.trace.write_text("".join(json.dumps(s) + "\n" for s in ours.samples))
     print_table("this tree", ours, ours_s)
     if args.no_baseline:
         print(f"rl_peak_rss: {ours.peak_total / GIB:.2f} GiB")
