@@ -39,6 +39,7 @@ from prime_rl.inference.engines.scheduler import Scheduler
 from prime_rl.inference.engines.stopping import check_finished
 from prime_rl.inference.engines.weights import read_adapter_dir, read_weight_dir
 from prime_rl.utils.logger import get_logger
+from prime_rl.utils.memory import release_free_memory
 from prime_rl.utils.threads import pin_current_thread
 from prime_rl.weights.adapter import is_adapter_dir, merge_adapter
 
@@ -116,6 +117,8 @@ class HFEngine(Engine):
             return
         tensors = await asyncio.to_thread(read_weight_dir, weight_dir, self.runner.model)
         await self.load_weights(tensors, step)
+        del tensors
+        release_free_memory()  # the read tensors' pages, else kept by the allocator for good
 
     async def load_weights(self, tensors: dict[str, Tensor], step: int) -> None:
         """Copies canonical-name tensors into the served model in place, between two engine steps, as policy `step`
@@ -178,8 +181,9 @@ class HFEngine(Engine):
         self._admit()
         if self.scheduler.active:
             self._decode()
-        if self.scheduler.idle:
+        if self.scheduler.idle and self.runner.cache.slots:
             self.runner.cache.release()
+            release_free_memory()  # the cache's pages (glibc keeps freed blocks of its size)
 
     def _isolate(self, error: Exception) -> None:
         """After a failed step: if one request was involved it fails; several are retried one at a time (`solo`), so
