@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 
 from prime_rl.launcher.config import RLConfig
 from prime_rl.reference.loop import reference_loop
-from prime_rl.trainer.ckpt import unique_state_dict
 from prime_rl.utils.config import parse_config
 from prime_rl.utils.metrics import read_metrics
+from prime_rl.weights.state import unique_state_dict
 
 
 def _free_port() -> int:

@@ -40,19 +40,6 @@ def _dcp_quietly() -> Iterator[None]:
         yield
 
 
-def unique_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict without tied duplicates (the first name of a shared tensor wins), contiguous, detached."""
-    seen: set[tuple[int, int]] = set()
-    out = {}
-    for name, tensor in model.state_dict().items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-        if key in seen:
-            continue
-        seen.add(key)
-        out[name] = tensor.detach().contiguous()
-    return out
-
-
 def save_checkpoint(
     output_dir: Path,
     step: int,

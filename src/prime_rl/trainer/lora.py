@@ -87,7 +87,7 @@ def merged_state(model: torch.nn.Module, state: dict[str, Tensor]) -> dict[str, 
 
 def served_state(model: torch.nn.Module) -> dict[str, Tensor]:
     """What the inference engine serves for this (unsharded) model: its weights, adapters merged in."""
-    from prime_rl.trainer.ckpt import unique_state_dict
+    from prime_rl.weights.state import unique_state_dict
 
     state = unique_state_dict(model)
     return merged_state(model, state) if has_lora(model) else state

@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import save_file
 
 from prime_rl.run_dir import RunDir, keep_last
-from prime_rl.trainer.ckpt import unique_state_dict
 from prime_rl.trainer.lora import adapter_state, has_lora, save_adapter_config
 from prime_rl.trainer.parallel import gather_weights, is_sharded
 from prime_rl.utils.fs import stable_dir
 from prime_rl.weights.adapter import ADAPTER_FILE
+from prime_rl.weights.state import unique_state_dict
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -28,7 +28,7 @@ def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
     only rank 0 gets it (None on the others)."""
     if is_sharded(model):
         return gather_weights(model)
-    return {name: t.cpu() for name, t in unique_state_dict(model).items()}
+    return {name: t.cpu().contiguous() for name, t in unique_state_dict(model).items()}
 
 
 def broadcast_weights(model: torch.nn.Module, output_dir: Path, step: int, keep: int) -> Path:

@@ -14,7 +14,8 @@ from torch import Tensor
 
 from prime_rl.inference.engines.base import EngineError
 from prime_rl.inference.engines.kv_cache import SlotKVCache, cache_argument, register_attention
-from prime_rl.inference.engines.weights import copy_into, unique_state
+from prime_rl.inference.engines.weights import copy_into
+from prime_rl.weights.state import unique_state_dict
 
 
 class ModelRunner:
@@ -112,7 +113,7 @@ class ModelRunner:
     def base_weights(self) -> dict[str, Tensor]:
         """The starting weights (canonical names), copied before the first update."""
         if self.base_state is None:
-            self.base_state = {k: v.detach().clone() for k, v in unique_state(self.model).items()}
+            self.base_state = {k: v.detach().clone() for k, v in unique_state_dict(self.model).items()}
         return self.base_state
 
     def load_weights(self, tensors: dict[str, Tensor]) -> None:

@@ -9,19 +9,7 @@ from torch import Tensor
 
 from prime_rl.inference.engines.base import EngineError
 from prime_rl.inference.weight_paths import weight_files
-
-
-def unique_state(model: torch.nn.Module) -> dict[str, Tensor]:
-    """The model's state dict without tied duplicates (the first name of each storage wins)."""
-    seen: set[int] = set()
-    state: dict[str, Tensor] = {}
-    for name, tensor in model.state_dict().items():
-        ptr = tensor.data_ptr()
-        if ptr in seen:
-            continue
-        seen.add(ptr)
-        state[name] = tensor
-    return state
+from prime_rl.weights.state import unique_state_dict
 
 
 def tied_aliases(model: torch.nn.Module) -> dict[str, str]:
@@ -44,7 +32,7 @@ def read_weight_dir(weight_dir: Path, model: torch.nn.Module) -> dict[str, Tenso
 
     files = weight_files(weight_dir)
     aliases = tied_aliases(model)
-    expected = unique_state(model)
+    expected = unique_state_dict(model)
     loaded: dict[str, Tensor] = {}
     for file in files:
         try:
@@ -84,7 +72,7 @@ def _check_values(file: Path, name: str, tensor: Tensor) -> None:
 @torch.no_grad()
 def copy_into(model: torch.nn.Module, tensors: dict[str, Tensor]) -> None:
     """Copies canonical-name tensors into the model in place (dtype and device converted)."""
-    state = unique_state(model)
+    state = unique_state_dict(model)
     for name, tensor in tensors.items():
         state[name].copy_(tensor)
 
