@@ -1,8 +1,8 @@
 """Side by side with TRL: TRL's `GRPOTrainer` and our `rl` on the one-word example (same environment, prompts,
 reward functions and weights, model, group size, batch, max tokens, temperature, learning rate, optimizer, steps,
-threads; float32 on CPU), one after the other in this process's children. Prints per-step reward, `correct` and
-seconds, the peak RSS of each side's process tree (sampled every 0.5 s) and, last, the mean seconds per step
-(steps after the first, which includes warm-up) with TRL as the baseline.
+threads; float32 on CPU), one after the other (TRL first) in this process's children. Prints per-step reward,
+`correct` and seconds, the peak RSS of each side's process tree (sampled every 0.5 s) and, last, the mean seconds
+per step (steps after the first, which includes warm-up) with TRL as the baseline.
 
 TRL is not a dependency of prime-rl; it lives in its own venv, and the benchmark runs with that venv's python:
 
@@ -275,8 +275,8 @@ def main() -> None:
     args.steps = shared["steps"] = args.steps or shared["steps"]
     print(f"shared settings: {json.dumps(shared)}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        ours = report("rl", side_rl(args, Path(tmp)))
         base = report("trl", side_trl(args, Path(tmp), shared))
+        ours = report("rl", side_rl(args, Path(tmp)))
     print(f"rl_seconds_per_step: {ours:.1f} s (baseline: TRL {base:.1f} s, ratio: {base / ours:.2f}x)")
 
 
