@@ -58,6 +58,7 @@ def shared_settings(config: Any) -> dict[str, Any]:
         "betas": tuple(optim.betas),
         "eps": optim.eps,
         "max_norm": optim.max_norm,
+        "activation_checkpointing": config.trainer.parallel.activation_checkpointing,
         "steps": config.max_steps,
         "seed": orch.seed,
         "threads": (config.inference.num_threads or default_threads()[0])
@@ -85,6 +86,7 @@ def grpo_config_kwargs(shared: dict[str, Any], output_dir: str) -> dict[str, Any
         "adam_beta2": shared["betas"][1],
         "adam_epsilon": shared["eps"],
         "max_grad_norm": shared["max_norm"] or 0.0,
+        "gradient_checkpointing": shared["activation_checkpointing"],  # TRL's default is True, ours False
         "max_steps": shared["steps"],
         "seed": shared["seed"],
         "beta": 0.0,

@@ -54,6 +54,7 @@ def test_grpo_config_kwargs_map_the_shared_settings(vs_trl, shared):
     assert (kwargs["adam_beta1"], kwargs["adam_beta2"]) == shared["betas"]
     assert (kwargs["weight_decay"], kwargs["max_grad_norm"]) == (shared["weight_decay"], shared["max_norm"])
     assert (kwargs["max_steps"], kwargs["beta"], kwargs["scale_rewards"]) == (shared["steps"], 0.0, "none")
+    assert kwargs["gradient_checkpointing"] is shared["activation_checkpointing"] is False
     assert (kwargs["use_cpu"], kwargs["bf16"], kwargs["model_init_kwargs"]) == (True, False, {"dtype": "float32"})
 
 
