@@ -13,15 +13,14 @@ TRL is not a dependency of prime-rl; it lives in its own venv, and the benchmark
 
 The settings are read from `--config` at run time. Differences that remain by design: `rl` keeps its own
 scheduling (`max_async_level`, zero-advantage refill: its reward line covers every generated group), its default
-loss (masked importance sampling) and Dr. GRPO advantages; TRL runs on-policy with `loss_type = "dapo"` (tokens of
-the whole batch as the denominator, as ours) and no std scaling. The orchestrator's `[orchestrator.eval]` is
-dropped from the `rl` run (TRL does not evaluate here).
+loss (masked importance sampling); TRL runs on-policy with `loss_type = "dapo"` (tokens of the whole batch as the
+denominator, as ours) and `scale_rewards` following our advantage (`default`: none, `grpo`: group std). The
+orchestrator's `[orchestrator.eval]` is dropped from the `rl` run (TRL does not evaluate here).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import socket
@@ -36,14 +35,18 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "one_word" / "rl.toml"
+SCALE_REWARDS = {"default": "none", "grpo": "group"}
+"""Our advantage `type` -> TRL's `scale_rewards` (both subtract the group mean; `grpo` also divides by its std)."""
 
 
 def shared_settings(config: Any) -> dict[str, Any]:
     """What both sides share, from a parsed `RLConfig` (the first `[[orchestrator.env]]` is the task)."""
-    from prime_rl.launcher.config import default_threads
-
     orch, optim = config.orchestrator, config.trainer.optim
     env = orch.env[0]
+    if orch.advantage.type not in SCALE_REWARDS or getattr(orch.advantage, "length_weighted_mean", False):
+        raise ValueError(
+            f"orchestrator.advantage: {orch.advantage!r} has no TRL counterpart; use {list(SCALE_REWARDS)}"
+        )
     return {
         "model": config.model.name,
         "env_id": env.id,
@@ -53,6 +56,7 @@ def shared_settings(config: Any) -> dict[str, Any]:
         "max_tokens": orch.sampling.max_tokens,
         "temperature": orch.sampling.temperature,
         "top_p": orch.sampling.top_p,
+        "advantage": orch.advantage.type,
         "lr": optim.lr,
         "weight_decay": optim.weight_decay,
         "betas": tuple(optim.betas),
@@ -61,8 +65,7 @@ def shared_settings(config: Any) -> dict[str, Any]:
         "activation_checkpointing": config.trainer.parallel.activation_checkpointing,
         "steps": config.max_steps,
         "seed": orch.seed,
-        "threads": (config.inference.num_threads or default_threads()[0])
-        + (config.trainer.num_threads or default_threads()[1]),
+        "threads": (config.inference.num_threads or 1) + (config.trainer.num_threads or 1),
     }
 
 
@@ -92,7 +95,7 @@ def grpo_config_kwargs(shared: dict[str, Any], output_dir: str) -> dict[str, Any
         "beta": 0.0,
         "num_iterations": 1,
         "loss_type": "dapo",
-        "scale_rewards": "none",
+        "scale_rewards": SCALE_REWARDS[shared["advantage"]],
         "use_cpu": True,
         "bf16": False,
         "fp16": False,
@@ -169,33 +172,22 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def tree_rss(pid: int) -> int:
-    """Bytes of resident memory of `pid` and all its descendants (0 once it is gone)."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += p.memory_info().rss
-    return total
-
-
 def run_tree(cmd: list[str], log: Path) -> tuple[float, float]:
     """Runs `cmd` to completion, sampling its process tree's RSS every 0.5 s; returns (wall seconds, peak GiB)."""
-    start, peak = time.monotonic(), 0
+    import psutil
+
+    from memory import TreeSample, sample_tree  # benchmarks/memory.py, beside this script
+
+    start, peaks = time.monotonic(), TreeSample()
     with log.open("w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        root = psutil.Process(proc.pid)
         while proc.poll() is None:
-            peak = max(peak, tree_rss(proc.pid))
+            sample_tree(root, peaks)
             time.sleep(0.5)
     if proc.returncode != 0:
         sys.exit(f"{cmd[:4]} failed (exit {proc.returncode}):\n{log.read_text()[-3000:]}")
-    return time.monotonic() - start, peak / 2**30
+    return time.monotonic() - start, peaks.peak_total / 2**30
 
 
 def rl_toml(config_path: Path, tmp: Path) -> Path:

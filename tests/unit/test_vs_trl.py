@@ -2,6 +2,7 @@
 
 import asyncio
 import importlib.util
+import os
 import tomllib
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from prime_rl.environments import load_environment
 from prime_rl.environments.types import Example, Rollout
-from prime_rl.launcher.config import RLConfig, default_threads
+from prime_rl.launcher.config import RLConfig
 from prime_rl.utils.config import parse_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,11 +26,16 @@ def vs_trl():
 
 
 @pytest.fixture(scope="module")
-def shared(vs_trl):
-    return vs_trl.shared_settings(parse_config(RLConfig, ["@", str(EXAMPLE)]))
+def config():
+    return parse_config(RLConfig, ["@", str(EXAMPLE)])
 
 
-def test_shared_settings_come_from_the_example(shared):
+@pytest.fixture(scope="module")
+def shared(vs_trl, config):
+    return vs_trl.shared_settings(config)
+
+
+def test_shared_settings_come_from_the_example(shared, config):
     toml = tomllib.loads(EXAMPLE.read_text())
     orch = toml["orchestrator"]
     assert shared["model"] == toml["model"]["name"]
@@ -40,7 +46,14 @@ def test_shared_settings_come_from_the_example(shared):
     assert shared["temperature"] == orch["sampling"]["temperature"]
     assert shared["lr"] == toml["trainer"]["optim"]["lr"]
     assert shared["steps"] == toml["max_steps"]
-    assert shared["threads"] == sum(default_threads())
+    assert shared["threads"] == config.inference.num_threads + config.trainer.num_threads == (os.cpu_count() or 2)
+    assert shared["advantage"] == orch.get("advantage", {}).get("type", "default")
+
+
+def test_an_advantage_without_a_trl_counterpart_is_refused(vs_trl):
+    config = parse_config(RLConfig, ["@", str(EXAMPLE), "--orchestrator.advantage.type", "rloo"])
+    with pytest.raises(ValueError, match=r"orchestrator.advantage: .* has no TRL counterpart"):
+        vs_trl.shared_settings(config)
 
 
 def test_grpo_config_kwargs_map_the_shared_settings(vs_trl, shared):
@@ -53,7 +66,8 @@ def test_grpo_config_kwargs_map_the_shared_settings(vs_trl, shared):
     assert (kwargs["learning_rate"], kwargs["lr_scheduler_type"]) == (shared["lr"], "constant")
     assert (kwargs["adam_beta1"], kwargs["adam_beta2"]) == shared["betas"]
     assert (kwargs["weight_decay"], kwargs["max_grad_norm"]) == (shared["weight_decay"], shared["max_norm"])
-    assert (kwargs["max_steps"], kwargs["beta"], kwargs["scale_rewards"]) == (shared["steps"], 0.0, "none")
+    assert (kwargs["max_steps"], kwargs["beta"]) == (shared["steps"], 0.0)
+    assert kwargs["scale_rewards"] == {"default": "none", "grpo": "group"}[shared["advantage"]]
     assert kwargs["gradient_checkpointing"] is shared["activation_checkpointing"] is False
     assert (kwargs["use_cpu"], kwargs["bf16"], kwargs["model_init_kwargs"]) == (True, False, {"dtype": "float32"})
 
