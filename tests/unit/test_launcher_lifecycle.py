@@ -170,3 +170,27 @@ def test_a_length_that_leaves_no_room_for_a_completion_is_refused_before_start(t
         f"command line: `{key}` = 8 leaves no room for a completion: "
         "the shortest prompt of `orchestrator.env[0]` (one-word) has 40 tokens"
     )
+
+
+def test_a_check_forked_by_rl_dies_with_it():
+    script = "from prime_rl.launcher.fork import call_in_fork; call_in_fork('time:sleep', 60)"
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while not (children := _children(parent.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert children, "the check's child never started"
+    parent.kill()
+    parent.wait()
+    assert alive_after(children, 5.0) == []
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rpartition(")")[2].split()[1]) == pid:
+                    found.append(int(entry))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import multiprocessing
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from prime_rl.utils.config import ConfigError, RunError
 from prime_rl.utils.config.cli import load_target
+from prime_rl.utils.lifecycle import die_with_parent
 
 
-def _child(writer: Connection, target: str, args: tuple) -> None:
+def _child(writer: Connection, arm: Callable[[], None] | None, target: str, args: tuple) -> None:
+    if arm is not None:  # a SIGKILLed `rl` must not leave its checks running (benchmarks/soak.py found one)
+        arm()
     try:
         load_target(target)(*args)
     except BaseException as e:
@@ -31,7 +35,7 @@ def call_in_fork(target: str, *args: Any) -> None:
     RunError, ...) is raised here."""
     context = multiprocessing.get_context("fork")
     reader, writer = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(writer, target, args), daemon=True)
+    child = context.Process(target=_child, args=(writer, die_with_parent(), target, args), daemon=True)
     child.start()
     writer.close()
     try:
