@@ -71,7 +71,7 @@ def test_teacher_tau_without_a_teacher_exits_2_before_start(tmp_path, tiny_model
 
 
 def test_rl_with_a_teacher_then_sigkill_of_the_teacher_and_resume_exactly_once(tmp_path, tiny_model_dir):
-    from tests.conftest import build_tiny_model_dir
+    from conftest import build_tiny_model_dir
 
     (tmp_path / "teacher_model").mkdir()
     teacher_dir = build_tiny_model_dir(tmp_path / "teacher_model", seed=1)

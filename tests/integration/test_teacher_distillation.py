@@ -36,7 +36,7 @@ def peaked_model_dir(target: Path, noise: float) -> Path:
     """The tiny model (seed 0) with its final norm scaled by 40 (peaked next-token distributions: entropy ~1 nat
     instead of ~10), each scale multiplied by `1 + noise * N(0, 1)` (seeded): noise 0 is the student, noise 0.5 a
     teacher that differs from it (exact next-token KL ~5.3 nats)."""
-    from tests.conftest import build_tiny_model_dir
+    from conftest import build_tiny_model_dir
 
     build_tiny_model_dir(target, seed=0)
     model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
