@@ -27,7 +27,7 @@ class DiskFullError(OSError):
 
 
 def temp_path(path: Path) -> Path:
-    """The sibling a writer fills before renaming it to `path`: `.NAME.tmp-XXXXXXXX` (see `is_temp`)."""
+    """The sibling a writer fills before renaming it to `path`: `.NAME.tmp-<8 hex digits>` (see `is_temp`)."""
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
 
 

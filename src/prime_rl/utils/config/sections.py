@@ -129,7 +129,7 @@ def wandb_installed() -> bool:
     """Whether `import wandb` can succeed, without importing it (it is an optional dependency)."""
     try:
         return importlib.util.find_spec("wandb") is not None
-    except (ImportError, ValueError):  # a `None` placeholder in sys.modules blocks the import
+    except (ImportError, ValueError):  # a `None` entry in sys.modules blocks the import
         return False
 
 
