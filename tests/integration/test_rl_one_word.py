@@ -24,12 +24,12 @@ def test_one_word_learns_the_facts_and_the_format(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_metrics(tmp_path / "metrics/orchestrator.jsonl")
-    assert len([r for r in records if "reward/mean" in r]) == 10
+    assert len([r for r in records if "reward/mean" in r]) == 20
     before, after = eval_records(records)
-    assert (before["step"], before["eval/policy"], after["eval/policy"]) == (-1, 0, 10)
+    assert (before["step"], before["eval/policy"], after["eval/policy"]) == (-1, 0, 20)
     assert before["eval/train-questions/num_examples"] == 40
     train = "eval/train-questions/reward"
-    # Two measured runs of this file (examples/one_word/README.md): correct +0.300 / +0.125, one_word +0.070 / >= +0.5
-    # (avg@2 over 40 questions). The issue's +0.25 on correct was met in one of them; these bounds hold in both.
-    assert after[f"{train}/correct"] >= before[f"{train}/correct"] + 0.10, (before, after)
-    assert after[f"{train}/one_word"] >= before[f"{train}/one_word"] + 0.05, (before, after)
+    # Three measured runs of this file (examples/one_word/README.md): correct +0.288 / +0.250 / +0.275, one_word
+    # +0.797 / +0.731 / +0.761 (avg@2 over 40 questions); the bounds leave room for run-to-run variation.
+    assert after[f"{train}/correct"] >= before[f"{train}/correct"] + 0.20, (before, after)
+    assert after[f"{train}/one_word"] >= before[f"{train}/one_word"] + 0.50, (before, after)
