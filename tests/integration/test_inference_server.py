@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import httpx
 import pytest
 import torch
 
+from prime_rl.eval.server import free_port
 from prime_rl.inference.config import InferenceConfig
 from prime_rl.inference.engines.base import SamplingParams
 from prime_rl.inference.server import setup_app, setup_engine
@@ -42,12 +42,6 @@ class Server:
         response = self.post("/v1/chat/completions", {"messages": MESSAGES, **body})
         assert response.status_code == 200, response.text
         return response.json()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -1,7 +1,6 @@
 """The oracle of the async loop: `rl` with `max_async_level = 0` (three processes) trains on the same batches and ends
 with the same weights as the single-process reference loop (`prime_rl.reference`), from one TOML."""
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from prime_rl.eval.server import free_port
 from prime_rl.launcher.config import RLConfig
 from prime_rl.reference.loop import reference_loop
 from prime_rl.utils.config import parse_config
@@ -16,17 +16,11 @@ from prime_rl.utils.metrics import read_metrics
 from prime_rl.weights.state import unique_state_dict
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _config(tmp_path: Path, model_dir: Path) -> Path:
     path = tmp_path / "rl.toml"
     path.write_text(
         f'output_dir = "{tmp_path / "out"}"\nmax_steps = 3\nmax_async_level = 0\nseq_len = 256\n'
-        f'[model]\nname = "{model_dir}"\n[inference]\nnum_threads = 1\n[inference.server]\nport = {_free_port()}\n'
+        f'[model]\nname = "{model_dir}"\n[inference]\nnum_threads = 1\n[inference.server]\nport = {free_port()}\n'
         # One group in flight at a time: the engine then never batches two requests, whose shared forward would differ
         # from a lone one in the last bit (docs/async.md, "The reference loop").
         "[orchestrator]\nbatch_size = 8\nrollouts_per_example = 4\nmax_concurrent = 4\nseed = 7\n"

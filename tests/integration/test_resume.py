@@ -7,45 +7,23 @@ trained the batch the surviving orchestrator wrote, final step count, and `[orch
 
 import os
 import random
-import re
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from prime_rl.launcher.history import History, read_history
+from prime_rl.eval.server import free_port
 from prime_rl.utils.metrics import read_metrics
+from rl_runs import assert_exactly_once, child_pids, start_rl, trained_steps, wait_trained, write_count_env
 
 MAX_STEPS = 16
 
-ENV_MODULE = """
-from prime_rl.environments import Example, Rubric, SingleTurnEnv
-
-def text_length(completion) -> float:
-    return (len(completion[-1]["content"]) % 7) / 6
-
-def load_environment():
-    examples = [Example(i, [{"role": "user", "content": f"Count to {i}."}]) for i in range(40)]
-    evals = [Example(100 + i, [{"role": "user", "content": f"Count to {i}."}]) for i in range(5)]
-    return SingleTurnEnv("count", examples, Rubric([text_length]), eval_dataset=evals)
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _config(tmp_path: Path, model_dir: Path) -> Path:
-    (tmp_path / "count_env.py").write_text(ENV_MODULE)
-    env = f'id = "{tmp_path / "count_env.py"}"\n'
+    env = f'id = "{write_count_env(tmp_path)}"\n'
     path = tmp_path / "rl.toml"
     path.write_text(
         f'output_dir = "{tmp_path / "out"}"\nmax_steps = {MAX_STEPS}\nmax_async_level = 1\nseq_len = 128\n'
-        f'[model]\nname = "{model_dir}"\n[ckpt]\ninterval = 1\n[inference.server]\nport = {_free_port()}\n'
+        f'[model]\nname = "{model_dir}"\n[ckpt]\ninterval = 1\n[inference.server]\nport = {free_port()}\n'
         "[orchestrator]\nbatch_size = 4\nrollouts_per_example = 2\n[orchestrator.sampling]\nmax_tokens = 8\n"
         f"[[orchestrator.env]]\n{env}"
         "[orchestrator.eval]\ninterval = 4\nnum_examples = 2\n[orchestrator.eval.sampling]\nmax_tokens = 4\n"
@@ -55,48 +33,22 @@ def _config(tmp_path: Path, model_dir: Path) -> Path:
     return path
 
 
-def _start(config: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(config), *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=config.parent)
-
-
-def _pids(out: Path) -> dict[str, int]:
-    """The pids of the newest launch, from `started <name> (pid N)` lines of logs/rl.log."""
-    text = (out / "logs/rl.log").read_text() if (out / "logs/rl.log").is_file() else ""
-    return {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", text)}
-
-
-def _trained(out: Path) -> int:
-    path = out / "metrics/trainer.jsonl"
-    return len(path.read_text().splitlines()) if path.is_file() else 0
-
-
 def _kill_during(config: Path, victim: str, rng: random.Random, *extra: str) -> str:
     """Starts `rl`, SIGKILLs `victim` once a random number (2 or 3) of new steps were trained (+ a random delay)."""
     out = config.parent / "out"
-    before = _trained(out)
+    before = trained_steps(out)
     # The record of step N is written before the checkpoint of N+1: two new records mean a new checkpoint.
     target = before + rng.randint(2, 3)
-    proc = _start(config, *extra)
-    deadline = time.monotonic() + 240
-    while _trained(out) < target:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no progress"
-        time.sleep(0.05)
+    proc = start_rl(config, *extra)
+    wait_trained(out, target, proc, timeout=240)
     # Short: on a quiet machine a tiny-model step takes well under a second, and every kill must land before the
     # run's last step, or the next resume has nothing left to do.
     time.sleep(rng.uniform(0.0, 0.15))
-    os.kill(_pids(out)[victim], signal.SIGKILL)
+    os.kill(child_pids(out)[victim], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr[-3000:]
     assert f"{victim} exited with code -9" in stderr
     return stderr
-
-
-def assert_exactly_once(out: Path, max_steps: int) -> None:
-    """Steps `0..max_steps-1` each trained once, in order, each on the batch the surviving orchestrator wrote for
-    it."""
-    assert read_history(out, max_steps) == History(lost=[], duplicated=[], unordered=[], mismatched=[])
 
 
 def test_sigkill_each_process_then_resume_trains_every_batch_exactly_once(tmp_path, tiny_model_dir):
@@ -110,7 +62,7 @@ def test_sigkill_each_process_then_resume_trains_every_batch_exactly_once(tmp_pa
     assert "with `--ckpt.resume-step -1`" in stderr
     _kill_during(config, "orchestrator", rng, "--ckpt.resume-step", "-1")
     _kill_during(config, "inference", rng, "--ckpt.resume-step", "-1")
-    final = _start(config, "--ckpt.resume-step", "-1")
+    final = start_rl(config, "--ckpt.resume-step", "-1")
     _, stderr = final.communicate(timeout=300)
     assert final.returncode == 0, stderr[-3000:]
 

@@ -6,10 +6,10 @@ import random
 import signal
 from pathlib import Path
 
-from test_resume import _config, _pids, _start, assert_exactly_once
-from test_rl_orphans import _wait_trained
+from test_resume import _config
 
 from prime_rl.utils.lifecycle import alive_after
+from rl_runs import assert_exactly_once, child_pids, start_rl, wait_trained
 
 MAX_STEPS = 4
 ARGS = ("--max-steps", str(MAX_STEPS), "--trainer.num-processes", "2")
@@ -26,9 +26,9 @@ def test_sigkill_of_a_trainer_rank_stops_the_run_and_resume_trains_exactly_once(
     print(f"kill seed: {seed}")
     rng = random.Random(seed)
     config, out = _config(tmp_path, tiny_model_dir), tmp_path / "out"
-    proc = _start(config, *ARGS)
-    _wait_trained(out, rng.randint(2, 3), proc)
-    children = _pids(out)
+    proc = start_rl(config, *ARGS)
+    wait_trained(out, rng.randint(2, 3), proc, timeout=120)
+    children = child_pids(out)
     ranks = _ranks(children["trainer"])
     assert len(ranks) == 2
     os.kill(rng.choice(ranks), signal.SIGKILL)
@@ -37,7 +37,7 @@ def test_sigkill_of_a_trainer_rank_stops_the_run_and_resume_trains_exactly_once(
     assert "trainer exited with code 1" in stderr and "with `--ckpt.resume-step -1`" in stderr
     assert alive_after([*children.values(), *ranks], 5.0) == []
 
-    resumed = _start(config, *ARGS, "--ckpt.resume-step", "-1")
+    resumed = start_rl(config, *ARGS, "--ckpt.resume-step", "-1")
     _, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr[-3000:]
     assert_exactly_once(out, MAX_STEPS)

@@ -3,7 +3,6 @@
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,22 +12,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from prime_rl.eval.server import free_port
 from prime_rl.transport.filesystem import FileSystemReceiver
 from prime_rl.utils.metrics import read_metrics
+from rl_runs import write_count_env
 
 REPO = Path(__file__).resolve().parents[2]
-
-# Rewards that vary with the sampled text, so that advantages are not all zero even for a random model.
-ENV_MODULE = """
-from prime_rl.environments import Example, Rubric, SingleTurnEnv
-
-def text_length(completion) -> float:
-    return (len(completion[-1]["content"]) % 7) / 6
-
-def load_environment():
-    examples = [Example(i, [{"role": "user", "content": f"Count to {i}."}]) for i in range(40)]
-    return SingleTurnEnv("count", examples, Rubric([text_length]))
-"""
 
 BAD_LOSS = """
 def exploding_loss(inputs):
@@ -36,20 +25,14 @@ def exploding_loss(inputs):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _config(tmp_path: Path, model_dir: Path, loss: str, advantage: str = "", async_level: int = 1) -> Path:
-    (tmp_path / "count_env.py").write_text(ENV_MODULE)
+    env = write_count_env(tmp_path)
     path = tmp_path / "rl.toml"
     path.write_text(
         f'output_dir = "{tmp_path / "out"}"\nmax_steps = 3\nmax_async_level = {async_level}\nseq_len = 256\n'
-        f'[model]\nname = "{model_dir}"\n[inference.server]\nport = {_free_port()}\n'
+        f'[model]\nname = "{model_dir}"\n[inference.server]\nport = {free_port()}\n'
         "[orchestrator]\nbatch_size = 8\nrollouts_per_example = 4\n[orchestrator.sampling]\nmax_tokens = 12\n"
-        f'[[orchestrator.env]]\nid = "{tmp_path / "count_env.py"}"\n{advantage}{loss}'
+        f'[[orchestrator.env]]\nid = "{env}"\n{advantage}{loss}'
         "[trainer.optim]\nlr = 1e-3\n"
     )
     return path

@@ -1,7 +1,6 @@
 """The main example end to end (`make run`): SmolLM2-135M-Instruct learns to answer the training questions right
 and in one word on CPU, measured by the base-vs-final evaluation of the same run."""
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from prime_rl.eval.report import eval_records
+from prime_rl.eval.server import free_port
 from prime_rl.utils.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -16,9 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_one_word_learns_the_facts_and_the_format(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(REPO / "examples/one_word/rl.toml"),
            "--output-dir", str(tmp_path), "--inference.server.port", str(port)]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=REPO)

@@ -6,36 +6,27 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import tomllib
-from pathlib import Path
 
-from test_resume import _config, _pids, _start, _trained, assert_exactly_once
+from test_resume import _config
 
 from prime_rl.launcher.preflight import RunLock
 from prime_rl.utils.lifecycle import alive_after
-
-
-def _wait_trained(out: Path, steps: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while _trained(out) < steps:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no progress"
-        time.sleep(0.05)
+from rl_runs import assert_exactly_once, child_pids, start_rl, wait_trained
 
 
 def test_sigkill_of_rl_leaves_nothing_alive_and_resume_trains_exactly_once(tmp_path, tiny_model_dir):
     config, out, steps = _config(tmp_path, tiny_model_dir), tmp_path / "out", ("--max-steps", "6")
-    proc = _start(config, *steps)
-    _wait_trained(out, 2, proc)
-    children = _pids(out)
+    proc = start_rl(config, *steps)
+    wait_trained(out, 2, proc, timeout=120)
+    children = child_pids(out)
     assert sorted(children) == ["inference", "orchestrator", "trainer"]
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert alive_after(list(children.values()), 5.0) == []
     os.close(RunLock(out).fd)  # nothing of the run holds its directory
 
-    resumed = _start(config, *steps, "--ckpt.resume-step", "-1")
+    resumed = start_rl(config, *steps, "--ckpt.resume-step", "-1")
     _, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr[-3000:]
     assert_exactly_once(out, 6)
@@ -44,8 +35,8 @@ def test_sigkill_of_rl_leaves_nothing_alive_and_resume_trains_exactly_once(tmp_p
 def test_second_rl_on_the_directory_or_port_is_refused_and_sighup_stops_the_run(tmp_path, tiny_model_dir):
     config, out = _config(tmp_path, tiny_model_dir), tmp_path / "out"
     port = tomllib.loads(config.read_text())["inference"]["server"]["port"]
-    proc = _start(config, "--max-steps", "1000")
-    _wait_trained(out, 1, proc)
+    proc = start_rl(config, "--max-steps", "1000")
+    wait_trained(out, 1, proc, timeout=120)
     rl = [sys.executable, "-m", "prime_rl.rl", "@", str(config)]
     same_dir = subprocess.Popen(rl, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     same_port = subprocess.Popen([*rl, "--output-dir", str(tmp_path / "other")], stderr=subprocess.PIPE, text=True)
@@ -60,7 +51,7 @@ def test_second_rl_on_the_directory_or_port_is_refused_and_sighup_stops_the_run(
     ]
     assert proc.poll() is None  # the live run was not disturbed
 
-    children = _pids(out)
+    children = child_pids(out)
     proc.send_signal(signal.SIGHUP)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr[-3000:]

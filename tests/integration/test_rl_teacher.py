@@ -3,58 +3,30 @@ run and a resume trains every batch exactly once; `teacher_tau > 0` without a te
 
 import math
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from prime_rl.launcher.history import History, read_history
+from prime_rl.eval.server import free_port
 from prime_rl.utils.metrics import read_metrics
+from rl_runs import assert_exactly_once, child_pids, start_rl, wait_trained, write_count_env
 
 MAX_STEPS = 6
-ENV_MODULE = """
-from prime_rl.environments import Example, Rubric, SingleTurnEnv
-
-def text_length(completion) -> float:
-    return (len(completion[-1]["content"]) % 7) / 6
-
-def load_environment():
-    examples = [Example(i, [{"role": "user", "content": f"Count to {i}."}]) for i in range(40)]
-    return SingleTurnEnv("count", examples, Rubric([text_length]))
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _config(tmp_path: Path, model_dir: Path, teacher: str) -> Path:
-    (tmp_path / "count_env.py").write_text(ENV_MODULE)
+    env = write_count_env(tmp_path)
     path = tmp_path / "rl.toml"
     path.write_text(
         f'output_dir = "{tmp_path / "out"}"\nmax_steps = {MAX_STEPS}\nmax_async_level = 1\nseq_len = 128\n'
-        f'[model]\nname = "{model_dir}"\n[ckpt]\ninterval = 1\n[inference.server]\nport = {_free_port()}\n'
+        f'[model]\nname = "{model_dir}"\n[ckpt]\ninterval = 1\n[inference.server]\nport = {free_port()}\n'
         "[orchestrator]\nbatch_size = 4\nrollouts_per_example = 2\n[orchestrator.sampling]\nmax_tokens = 8\n"
-        f'[[orchestrator.env]]\nid = "{tmp_path / "count_env.py"}"\n'
+        f'[[orchestrator.env]]\nid = "{env}"\n'
         "[trainer.optim]\nlr = 1e-3\n[trainer.loss]\nteacher_tau = 1.0\n"
         f"{teacher}"
     )
     return path
-
-
-def _start(config: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(config), *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=config.parent)
-
-
-def _trained(out: Path) -> int:
-    path = out / "metrics/trainer.jsonl"
-    return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
 def test_teacher_tau_without_a_teacher_exits_2_before_start(tmp_path, tiny_model_dir):
@@ -75,24 +47,19 @@ def test_rl_with_a_teacher_then_sigkill_of_the_teacher_and_resume_exactly_once(t
 
     (tmp_path / "teacher_model").mkdir()
     teacher_dir = build_tiny_model_dir(tmp_path / "teacher_model", seed=1)
-    teacher = f'[teacher]\nserver = {{ port = {_free_port()} }}\nmodel = {{ name = "{teacher_dir}" }}\n'
+    teacher = f'[teacher]\nserver = {{ port = {free_port()} }}\nmodel = {{ name = "{teacher_dir}" }}\n'
     config = _config(tmp_path, tiny_model_dir, teacher)
     out = tmp_path / "out"
-    proc = _start(config)
-    deadline = time.monotonic() + 600
-    while _trained(out) < 2:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no progress"
-        time.sleep(0.05)
-    pids = dict(re.findall(r"started (\w+) \(pid (\d+)\)", (out / "logs/rl.log").read_text()))
-    os.kill(int(pids["teacher"]), signal.SIGKILL)
+    proc = start_rl(config)
+    wait_trained(out, 2, proc, timeout=600)
+    os.kill(child_pids(out)["teacher"], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "teacher exited with code -9" in stderr, stderr[-3000:]
 
-    final = _start(config, "--ckpt.resume-step", "-1")
+    final = start_rl(config, "--ckpt.resume-step", "-1")
     _, stderr = final.communicate(timeout=900)  # 5 minutes were not enough under a load average of 20
     assert final.returncode == 0, stderr[-3000:]
-    assert read_history(out, MAX_STEPS) == History(lost=[], duplicated=[], unordered=[], mismatched=[])
+    assert_exactly_once(out, MAX_STEPS)
     assert (out / "configs/teacher.toml").is_file() and "engine ready" in (out / "logs/teacher.log").read_text()
     trainer = read_metrics(out / "metrics/trainer.jsonl")
     orchestrator = [r for r in read_metrics(out / "metrics/orchestrator.jsonl") if "batch/digest" in r]

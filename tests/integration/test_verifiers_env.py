@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 pytest.importorskip("verifiers.v1")
 pytestmark = pytest.mark.verifiers
 
+from prime_rl.eval.server import free_port  # noqa: E402
 from prime_rl.transport.filesystem import FileSystemReceiver  # noqa: E402
 
 TASKSET = """
@@ -93,12 +93,6 @@ __all__ = ["TwoTurnHarness"]
 FOLLOW_UP = "<|im_end|>\n<|im_start|>user\nAgain, shorter.<|im_end|>\n<|im_start|>assistant\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def forward_logprobs(model, prompt_ids: list[int], completion_ids: list[int]) -> torch.Tensor:
     with torch.no_grad():
         logits = model(torch.tensor([prompt_ids + completion_ids])).logits[0, len(prompt_ids) - 1 : -1]
@@ -114,7 +108,7 @@ def run(tiny_model_dir, tmp_path_factory):
     config = tmp / "rl.toml"
     config.write_text(
         f'output_dir = "{tmp / "out"}"\nmax_steps = 1\nmax_async_level = 0\nseq_len = 256\n'
-        f'[model]\nname = "{tiny_model_dir}"\n[inference.server]\nport = {_free_port()}\n'
+        f'[model]\nname = "{tiny_model_dir}"\n[inference.server]\nport = {free_port()}\n'
         "[orchestrator]\nbatch_size = 8\nrollouts_per_example = 2\n[orchestrator.sampling]\nmax_tokens = 6\n"
         '[[orchestrator.env]]\nid = "count_taskset"\nname = "single"\n'
         '[[orchestrator.env]]\nid = "count_taskset"\nname = "multi"\nargs = { harness = { id = "two_turn_harness" } }\n'

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+
+from prime_rl.eval.server import free_port
 
 pytestmark = pytest.mark.vllm
 
@@ -45,12 +46,6 @@ class Server:
         response = self.post(path, body)
         assert response.status_code == 200, response.text
         return response.json()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def messages(prompt: str) -> list[dict]:

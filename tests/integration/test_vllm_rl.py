@@ -4,13 +4,13 @@ orchestrator wrote, with rewards recorded and the sampler's logprobs matching th
 from __future__ import annotations
 
 import math
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from prime_rl.eval.server import free_port
 from prime_rl.utils.metrics import read_metrics
 
 pytestmark = pytest.mark.vllm
@@ -20,9 +20,7 @@ STEPS = 3
 
 def test_one_word_three_steps_on_vllm(tmp_path: Path):
     pytest.importorskip("vllm", reason="vLLM is not installed (`make test-vllm` installs its CPU build)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(REPO / "examples/one_word/rl.toml"),
            "--output-dir", str(tmp_path), "--max-steps", str(STEPS), "--inference.engine", "vllm",
            "--inference.server.port", str(port), "--health-timeout", "1500"]  # fmt: skip

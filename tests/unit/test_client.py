@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from prime_rl.client import InferenceClient, InferenceError, InferenceUnreachable, RetryPolicy
+from prime_rl.eval.server import free_port
 from prime_rl.orchestrator.config import SamplingConfig
 
 
@@ -85,12 +85,6 @@ def servers() -> Iterator[list[FakeServer]]:
     yield started
     for server in started:
         server.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def call(client: InferenceClient, coro):

@@ -3,7 +3,6 @@
 import asyncio
 import json
 import random
-import socket
 import threading
 import time
 
@@ -12,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from prime_rl.eval.server import free_port
 from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.orchestrator.orchestrator import run
 from prime_rl.transport.filesystem import FileSystemReceiver, FileSystemSender
@@ -32,9 +32,7 @@ class FakeServer:
         app.post("/reload_weights")(self.reload)
         app.post("/update_weights")(self.update)
         app.post("/v1/chat/completions")(self.chat)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
