@@ -1,8 +1,11 @@
-"""Shared fixtures: a tiny randomly initialised causal LM saved with the SmolLM2 tokenizer (never downloaded)."""
+"""Shared fixtures: a tiny randomly initialised causal LM saved with the SmolLM2 tokenizer (never downloaded), and
+user modules (environments, tasksets) written where `import` finds them."""
 
 from __future__ import annotations
 
+import importlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,3 +48,17 @@ def build_tiny_model_dir(target: Path, seed: int = 0) -> Path:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local HF model directory (tiny random Llama + SmolLM2 tokenizer and chat template), built once per session."""
     return build_tiny_model_dir(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture
+def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], Path]:
+    """`write_module(name, source)` writes `tmp_path/<name>.py`; `tmp_path` is first on `sys.path` for the test."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def write(name: str, source: str) -> Path:
+        path = tmp_path / f"{name}.py"
+        path.write_text(source)
+        importlib.invalidate_caches()  # the directory may have been listed before this file existed
+        return path
+
+    return write

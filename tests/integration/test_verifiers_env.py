@@ -19,29 +19,7 @@ pytestmark = pytest.mark.verifiers
 
 from prime_rl.eval.server import free_port  # noqa: E402
 from prime_rl.transport.filesystem import FileSystemReceiver  # noqa: E402
-
-TASKSET = """
-import verifiers.v1 as vf
-
-
-class CountData(vf.TaskData):
-    answer: str = ""
-
-
-class CountTask(vf.Task[CountData]):
-    @vf.reward
-    async def text_length(self, trace) -> float:
-        return (len(trace.last_reply) % 7) / 6
-
-
-class CountTaskset(vf.Taskset[CountTask]):
-    def load(self):
-        for i in range(6):
-            yield CountTask(CountData(prompt=f"Count to {i}.", answer=str(i)))
-
-
-__all__ = ["CountTaskset"]
-"""
+from verifiers_tasksets import COUNT_TASKSET  # noqa: E402
 
 # A harness (the program the model runs in) that asks once, then follows up with a second user message.
 HARNESS = """
@@ -103,7 +81,7 @@ def forward_logprobs(model, prompt_ids: list[int], completion_ids: list[int]) ->
 @pytest.fixture(scope="module")
 def run(tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("verifiers_rl")
-    (tmp / "count_taskset.py").write_text(TASKSET)
+    (tmp / "count_taskset.py").write_text(COUNT_TASKSET)
     (tmp / "two_turn_harness.py").write_text(HARNESS)
     config = tmp / "rl.toml"
     config.write_text(

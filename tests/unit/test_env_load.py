@@ -50,9 +50,8 @@ def test_one_word_eval_questions_are_held_out():
     assert train and evaluation and not train & evaluation
 
 
-def test_load_user_module_by_import_path(tmp_path, monkeypatch):
-    (tmp_path / "my_env.py").write_text(USER_ENV)
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_load_user_module_by_import_path(write_module):
+    write_module("my_env", USER_ENV)
     env = load_environment("my_env", num_examples=2)
     assert env.name == "my-env" and [ex.answer for ex in env.dataset()] == ["0", "1"]
     assert load_environment("my-env").dataset()[3].answer == "3"  # dashes map to underscores, like verifiers
@@ -77,11 +76,10 @@ def test_bad_arguments_name_the_factory():
         load_environment("one-word", num_exampels=3)
 
 
-def test_module_with_broken_import_or_no_factory(tmp_path, monkeypatch):
-    (tmp_path / "broken_env.py").write_text("import not_installed_dependency_xyz\n")
-    (tmp_path / "plain_module.py").write_text("X = 1\n")
-    (tmp_path / "wrong_env.py").write_text("def load_environment():\n    return 42\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_module_with_broken_import_or_no_factory(tmp_path, write_module):
+    write_module("broken_env", "import not_installed_dependency_xyz\n")
+    write_module("plain_module", "X = 1\n")
+    write_module("wrong_env", "def load_environment():\n    return 42\n")
     with pytest.raises(ConfigError, match=r"importing module `broken_env` failed: No module named 'not_installed"):
         load_environment("broken_env")
     with pytest.raises(ConfigError, match=r"module `plain_module` has no load_environment\(\)"):

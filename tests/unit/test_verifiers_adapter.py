@@ -43,9 +43,8 @@ def test_branch_without_sampled_tokens_is_no_turn():
 
 
 @pytest.mark.skipif(verifiers_version() is not None, reason="verifiers is installed here")
-def test_environment_needing_verifiers_without_it_is_one_line(tmp_path, monkeypatch):
-    (tmp_path / "needs_vf.py").write_text(NEEDS_VERIFIERS)
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_environment_needing_verifiers_without_it_is_one_line(write_module):
+    write_module("needs_vf", NEEDS_VERIFIERS)
     with pytest.raises(ConfigError) as e:
         load_environment("needs-vf")
     assert str(e.value) == (

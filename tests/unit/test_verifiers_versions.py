@@ -12,6 +12,7 @@ from prime_rl.environments import load_environment  # noqa: E402
 from prime_rl.environments.verifiers import verifiers_version  # noqa: E402
 from prime_rl.environments.verifiers.env import VerifiersEnv  # noqa: E402
 from prime_rl.utils.config import ConfigError  # noqa: E402
+from verifiers_tasksets import COUNT_TASKSET  # noqa: E402
 
 V01_ENV = """
 import verifiers as vf
@@ -20,33 +21,9 @@ def load_environment():
     return vf.SingleTurnEnv(dataset=[], rubric=vf.Rubric(funcs=[]))
 """
 
-TASKSET = """
-import verifiers.v1 as vf
 
-
-class QData(vf.TaskData):
-    answer: str = ""
-
-
-class QTask(vf.Task[QData]):
-    @vf.reward
-    async def exact(self, trace) -> float:
-        return float(trace.last_reply == self.data.answer)
-
-
-class QTaskset(vf.Taskset[QTask]):
-    def load(self):
-        for i in range(3):
-            yield QTask(QData(prompt=f"Say {i}.", system_prompt="Be brief.", answer=str(i)))
-
-
-__all__ = ["QTaskset"]
-"""
-
-
-def test_a_0_1_api_module_is_one_line_naming_the_version(tmp_path, monkeypatch):
-    (tmp_path / "old_env.py").write_text(V01_ENV)
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_a_0_1_api_module_is_one_line_naming_the_version(write_module):
+    write_module("old_env", V01_ENV)
     with pytest.raises(ConfigError) as e:
         load_environment("old-env")
     assert str(e.value) == (
@@ -56,13 +33,12 @@ def test_a_0_1_api_module_is_one_line_naming_the_version(tmp_path, monkeypatch):
     )
 
 
-def test_a_taskset_id_loads_its_tasks_as_examples(tmp_path, monkeypatch):
-    (tmp_path / "q_taskset.py").write_text(TASKSET)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    env = load_environment("q-taskset", max_examples=2)
-    assert isinstance(env, VerifiersEnv) and env.name == "q-taskset"
+def test_a_taskset_id_loads_its_tasks_as_examples(write_module):
+    write_module("count_taskset", COUNT_TASKSET)
+    env = load_environment("count-taskset", max_examples=2)
+    assert isinstance(env, VerifiersEnv) and env.name == "count-taskset"
     assert [(e.example_id, e.prompt, e.answer) for e in env.dataset()] == [
-        (i, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Say {i}."}], str(i))
+        (i, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Count to {i}."}], str(i))
         for i in range(2)
     ]
     assert env.eval_dataset() == []
