@@ -74,6 +74,12 @@ def test_accepted_edges():
     assert parse_request({"temperature": 1e-3, "n": 2}).temperature == 1e-3
 
 
+@pytest.mark.parametrize(("top_k", "expected"), [(-1, 0), (0, 0), (1, 1), (50, 50)])
+def test_top_k_reaches_the_engines_as_0_when_off(top_k: int, expected: int):
+    """Neither engine clamps `top_k` again: the request maps the API's -1 (off) to 0."""
+    assert parse_request({"top_k": top_k}).sampling_params().top_k == expected
+
+
 def test_check_request_bounds_by_model():
     def check(prompt: list[int], **params) -> int:
         return check_request(prompt, SamplingParams(**params), max_model_len=16, vocab_size=100, max_batch_size=4)

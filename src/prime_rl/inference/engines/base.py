@@ -32,7 +32,7 @@ class SamplingParams:
     """0 means greedy."""
     top_p: float = 1.0
     top_k: int = 0
-    """0 or -1 means off."""
+    """0 means off (the request's -1 arrives here as 0: `ChatCompletionRequest.sampling_params`)."""
     min_p: float = 0.0
     max_tokens: int | None = None
     """None means up to the end of the context."""

@@ -39,7 +39,7 @@ def sampling_batch(
     return SamplingBatch(
         temperature=torch.tensor([p.temperature for p in params], device=device),
         top_p=torch.tensor([p.top_p for p in params], device=device),
-        top_k=torch.tensor([max(p.top_k, 0) for p in params], device=device),
+        top_k=torch.tensor([p.top_k for p in params], device=device),
         min_p=torch.tensor([p.min_p for p in params], device=device),
         ban_stop=torch.tensor([g < p.min_tokens for g, p in zip(generated, params, strict=True)]).to(device),
         uniform=torch.tensor(uniform, device=device),

@@ -292,7 +292,7 @@ def vllm_sampling_params(params: SamplingParams, max_new: int, seed: int, stop_i
         n=params.n,
         temperature=params.temperature,
         top_p=params.top_p,
-        top_k=max(params.top_k, 0),
+        top_k=params.top_k,
         min_p=params.min_p,
         max_tokens=max_new,
         min_tokens=min(params.min_tokens, max_new),
