@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,7 +34,6 @@ START_TIMEOUT_S = 1500
 class Server:
     url: str
     output_dir: Path
-    proc: subprocess.Popen
 
     def post(self, path: str, body: dict | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {API_KEY}"}
@@ -55,35 +52,23 @@ def messages(prompt: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     pytest.importorskip("vllm", reason="vLLM is not installed (`make test-vllm` installs its CPU build)")
+    from prime_rl.eval.server import started_server
+    from prime_rl.inference.config import InferenceConfig
+
     output_dir = tmp_path_factory.mktemp("vllm_outputs")
-    port = free_port()
-    log = (output_dir / "inference.log").open("w")
-    cmd = [sys.executable, "-m", "prime_rl.inference.cli", "--engine", "vllm", "--model.name", MODEL,
-           "--model.max-model-len", "2048", "--server.port", str(port), "--server.api-key", API_KEY,
-           "--output-dir", str(output_dir), "--num-threads", "2", "--vllm.enforce-eager"]  # fmt: skip
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            assert proc.poll() is None, (output_dir / "inference.log").read_text()[-4000:]
-            assert time.monotonic() < deadline, "vLLM server not healthy in time"
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        yield Server(url, output_dir, proc)
-    finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-        log.close()
+    config = InferenceConfig(
+        engine="vllm",
+        model={"name": MODEL, "max_model_len": 2048},
+        server={"port": free_port(), "api_key": API_KEY},
+        output_dir=output_dir,
+        num_threads=2,
+        vllm={"enforce_eager": True},
+    )
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("VLLM_CPU_KVCACHE_SPACE", os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"))
+        paths = (output_dir / "inference.toml", output_dir / "inference.log")
+        with started_server(config, *paths, START_TIMEOUT_S) as base_url:
+            yield Server(base_url.removesuffix("/v1"), output_dir)
 
 
 @pytest.fixture(scope="module")

@@ -82,15 +82,26 @@ def inference_server(config: EvalConfig) -> Iterator[str]:
         return
     inference = server_config(config, config.inference.server.port or free_port())
     run = RunDir(config.output_dir)
-    path = write_server_config(inference, run.eval_server(".toml"))
-    spec = ProcessSpec("inference", "prime_rl.inference.cli", path, run.eval_server(".log"), inference.num_threads)
-    child = Child(spec)
+    with started_server(
+        inference, run.eval_server(".toml"), run.eval_server(".log"), config.client.health_timeout
+    ) as url:
+        yield url
+
+
+@contextmanager
+def started_server(
+    inference: InferenceConfig, config_path: Path, log_path: Path, health_timeout: float
+) -> Iterator[str]:
+    """An inference server on `inference` (written to `config_path`) as a child process logging to `log_path`; yields
+    its base URL (`.../v1`) once healthy and stops it on exit."""
+    path = write_server_config(inference, config_path)
+    child = Child(ProcessSpec("inference", "prime_rl.inference.cli", path, log_path, inference.num_threads))
     try:
         base_url = f"http://127.0.0.1:{inference.server.port}/v1"
-        dead = wait_healthy(base_url, config.client.health_timeout, [child])
+        dead = wait_healthy(base_url, health_timeout, [child])
         if dead is not None:
-            lines = "\n  | ".join(tail(spec.log_path, 20))
-            raise RunError(f"the inference server exited with code {dead.poll()}; {spec.log_path}:\n  | {lines}")
+            lines = "\n  | ".join(tail(log_path, 20))
+            raise RunError(f"the inference server exited with code {dead.poll()}; {log_path}:\n  | {lines}")
         yield base_url
     finally:
         child.stop()
