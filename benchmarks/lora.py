@@ -14,68 +14,42 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-
-def clock(args) -> float:
-    """Wall time, or CPU time of this process (all threads), which other load on a shared machine barely moves."""
-    return time.process_time() if args.clock == "cpu" else time.perf_counter()
+from common import clock, peak_rss_gib, run_side, setup_rl_step, timed_rl_steps
 
 
-def run_side(args) -> dict:
+def run_lora_side(args) -> dict:
     import torch
 
-    from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, LoRAConfig, TrainerModelConfig
+    from prime_rl.trainer.config import LoRAConfig, TrainerModelConfig
     from prime_rl.trainer.model import setup_model
-    from prime_rl.trainer.optim import setup_optimizer
-    from prime_rl.trainer.packing import pack_samples
-    from prime_rl.trainer.rl.config import DataConfig, LossConfig
-    from prime_rl.trainer.rl.data import FakeDataLoader
-    from prime_rl.trainer.rl.loss import setup_loss_fn
-    from prime_rl.trainer.scheduler import setup_scheduler
-    from prime_rl.trainer.step import train_step
     from prime_rl.weights.broadcast import broadcast_weights
 
     torch.manual_seed(0)
     lora = LoRAConfig(rank=args.rank, alpha=2.0 * args.rank) if args.side == "lora" else None
     model = setup_model(TrainerModelConfig(name=args.model, lora=lora))
-    optim_config = AdamWConfig(lr=1e-5)
-    optimizer = setup_optimizer(optim_config, model)
-    scheduler = setup_scheduler(ConstantSchedulerConfig(), optimizer, None)
-    loss_fn = setup_loss_fn(LossConfig())
-    prompt_len = args.sample_len // 4
-    data = FakeDataLoader(
-        DataConfig(fake=True, fake_batch_size=args.samples, fake_prompt_len=prompt_len,
-                   fake_completion_len=args.sample_len - prompt_len),
-        vocab_size=model.config.vocab_size, seed=0,
-    )  # fmt: skip
-    times = []
+    paths = []
     with tempfile.TemporaryDirectory(prefix=f"bench_lora_{args.side}_") as out:
-        for step in range(args.steps + 1):
-            batch = data.get_batch(step)
-            start = clock(args)
-            micro_batches = pack_samples(batch.samples, args.micro_tokens)
-            train_step(model, optimizer, scheduler, micro_batches, loss_fn, 1.0, 1024)
-            path = broadcast_weights(model, Path(out), step + 1, keep=1)
-            times.append(clock(args) - start)
-        size = sum(f.stat().st_size for f in path.iterdir() if f.name != "STABLE")
+
+        def broadcast(step: int) -> None:
+            paths.append(broadcast_weights(model, Path(out), step + 1, keep=1))
+
+        times = timed_rl_steps(args, setup_rl_step(model, lr=1e-5), lambda: clock(args), after=broadcast)
+        size = sum(f.stat().st_size for f in paths[-1].iterdir() if f.name != "STABLE")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"times": times[1:], "broadcast_bytes": size, "trainable": trainable}
+    return {"times": times, "broadcast_bytes": size, "trainable": trainable}
 
 
 def child(args) -> None:
-    import resource
-
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run_side(args)
-    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    result = run_lora_side(args)
+    result["peak_rss_gib"] = peak_rss_gib()
     print(json.dumps(result))
 
 
@@ -84,11 +58,7 @@ def parent(args) -> None:
     info: dict[str, dict] = {}
     for _ in range(args.rounds):
         for side in ("full", "lora"):
-            cmd = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                sys.exit(f"{side} run failed:\n{proc.stderr[-3000:]}")
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            result = run_side(side, [sys.executable, __file__, "--side", side, *sys.argv[1:]])
             times[side] += result["times"]
             rss = max(info.get(side, {}).get("peak_rss_gib", 0.0), result["peak_rss_gib"])
             info[side] = result | {"peak_rss_gib": rss}

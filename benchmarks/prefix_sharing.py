@@ -14,18 +14,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
-from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, TrainerModelConfig
+from common import clock, setup_rl_step
+from prime_rl.trainer.config import TrainerModelConfig
 from prime_rl.trainer.model import setup_model
-from prime_rl.trainer.optim import setup_optimizer
 from prime_rl.trainer.packing import pack_samples
-from prime_rl.trainer.rl.config import LossConfig
-from prime_rl.trainer.rl.loss import setup_loss_fn
-from prime_rl.trainer.scheduler import setup_scheduler
-from prime_rl.trainer.step import train_step
 from prime_rl.transport.types import TrainingSample
 from prime_rl.utils.threads import setup_threads
 
@@ -61,21 +56,17 @@ def make_samples(prompt_len: int, lens: tuple[int, int], per_group: int, groups:
 def measure(args, name: str, groups: int) -> None:
     prompt_len, lens, per_group, seq_len = SHAPES[name]
     model = setup_model(TrainerModelConfig(name=args.model))
-    optim_config = AdamWConfig(lr=1e-6)
-    optimizer = setup_optimizer(optim_config, model)
-    scheduler = setup_scheduler(ConstantSchedulerConfig(), optimizer, None)
-    loss_fn = setup_loss_fn(LossConfig())
+    step = setup_rl_step(model, lr=1e-6)
     samples = make_samples(prompt_len, lens, per_group, groups, model.config.vocab_size, seed=0)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     tokens: dict[bool, int] = {}
     times: dict[bool, list[float]] = {False: [], True: []}
     for round_ in range(args.rounds + 1):
         for share in (False, True):
-            start = clock()
+            start = clock(args)
             micro_batches = pack_samples(samples, seq_len, share=share)
-            train_step(model, optimizer, scheduler, micro_batches, loss_fn, optim_config.max_norm, 1024)
+            step(micro_batches)
             if round_ > 0:  # round 0 warms up
-                times[share].append(clock() - start)
+                times[share].append(clock(args) - start)
             tokens[share] = sum(mb.num_model_tokens for mb in micro_batches)
     shared, unshared = statistics.median(times[True]), statistics.median(times[False])
     unit = "s" if args.clock == "wall" else "cpu-s"

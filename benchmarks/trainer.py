@@ -24,54 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 
-
-def clock(args) -> float:
-    """Wall time, or CPU time of this process (all threads), which other load on a shared machine barely moves."""
-    return time.process_time() if args.clock == "cpu" else time.perf_counter()
-
-
-def make_batch(args):
-    from prime_rl.trainer.rl.config import DataConfig
-    from prime_rl.trainer.rl.data import FakeDataLoader
-
-    prompt_len = args.sample_len // 4
-    config = DataConfig(
-        fake=True,
-        fake_batch_size=args.samples,
-        fake_prompt_len=prompt_len,
-        fake_completion_len=args.sample_len - prompt_len,
-    )
-    return FakeDataLoader(config, vocab_size=49152, seed=0)
+from common import clock, fake_data, peak_rss_gib, run_side, setup_rl_step, timed_rl_steps
 
 
 def run_ours(args) -> list[float]:
-    from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, TrainerModelConfig
+    from prime_rl.trainer.config import TrainerModelConfig
     from prime_rl.trainer.model import setup_model
-    from prime_rl.trainer.optim import setup_optimizer
-    from prime_rl.trainer.packing import pack_samples
-    from prime_rl.trainer.rl.config import LossConfig
-    from prime_rl.trainer.rl.loss import setup_loss_fn
-    from prime_rl.trainer.scheduler import setup_scheduler
-    from prime_rl.trainer.step import train_step
 
     model = setup_model(TrainerModelConfig(name=args.model, attn_implementation=args.attn))
-    optim_config = AdamWConfig(lr=1e-6)
-    optimizer = setup_optimizer(optim_config, model)
-    scheduler = setup_scheduler(ConstantSchedulerConfig(), optimizer, None)
-    loss_fn = setup_loss_fn(LossConfig())
-    data = make_batch(args)
-    times = []
-    for step in range(args.steps + 1):
-        batch = data.get_batch(step)
-        start = clock(args)
-        micro_batches = pack_samples(batch.samples, args.micro_tokens)
-        train_step(model, optimizer, scheduler, micro_batches, loss_fn, optim_config.max_norm, 1024)
-        times.append(clock(args) - start)
-    return times[1:]
+    return timed_rl_steps(args, setup_rl_step(model, lr=1e-6), lambda: clock(args))
 
 
 def run_baseline(args) -> list[float]:
@@ -83,7 +46,7 @@ def run_baseline(args) -> list[float]:
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(args.model), dtype=torch.float32)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.01)
-    data = make_batch(args)
+    data = fake_data(args, model.config.vocab_size)
     rows = max(args.micro_tokens // args.sample_len, 1)
     times = []
     for step in range(args.steps + 1):
@@ -100,14 +63,11 @@ def run_baseline(args) -> list[float]:
 
 
 def child(args) -> None:
-    import resource
-
     from prime_rl.utils.threads import setup_threads
 
     setup_threads(args.threads or None, "trainer", "--threads")
     times = run_ours(args) if args.side == "ours" else run_baseline(args)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(json.dumps({"times": times, "peak_rss_gib": rss}))
+    print(json.dumps({"times": times, "peak_rss_gib": peak_rss_gib()}))
 
 
 VARIANTS = {
@@ -199,11 +159,7 @@ def parent(args) -> None:
     rss: dict[str, float] = {"baseline": 0.0, "ours": 0.0}
     for _ in range(args.rounds):
         for side in ("baseline", "ours"):
-            cmd = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                sys.exit(f"{side} run failed:\n{proc.stderr[-3000:]}")
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            result = run_side(side, [sys.executable, __file__, "--side", side, *sys.argv[1:]])
             times[side] += result["times"]
             rss[side] = max(rss[side], result["peak_rss_gib"])
     tokens = args.samples * args.sample_len

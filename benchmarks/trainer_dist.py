@@ -16,54 +16,22 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
+
+from common import peak_rss_gib, run_side, setup_rl_step, timed_rl_steps
 
 
 def run_steps(args, world=None) -> list[float]:
     import torch.distributed as dist
 
-    from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, ModelConfig, ParallelConfig
+    from prime_rl.trainer.config import ModelConfig, ParallelConfig
     from prime_rl.trainer.model import setup_model
-    from prime_rl.trainer.optim import setup_optimizer
-    from prime_rl.trainer.packing import pack_samples
-    from prime_rl.trainer.rl.config import DataConfig, LossConfig
-    from prime_rl.trainer.rl.data import FakeDataLoader
-    from prime_rl.trainer.rl.loss import setup_loss_fn
-    from prime_rl.trainer.scheduler import setup_scheduler
-    from prime_rl.trainer.step import train_step
 
     model = setup_model(ModelConfig(name=args.model), ParallelConfig(), world)
-    optim_config = AdamWConfig(lr=1e-6)
-    optimizer = setup_optimizer(optim_config, model)
-    scheduler = setup_scheduler(ConstantSchedulerConfig(), optimizer, None)
-    loss_fn = setup_loss_fn(LossConfig())
-    prompt_len = args.sample_len // 4
-    data = FakeDataLoader(
-        DataConfig(fake=True, fake_batch_size=args.samples, fake_prompt_len=prompt_len,
-                   fake_completion_len=args.sample_len - prompt_len),
-        vocab_size=model.config.vocab_size,
-        seed=0,
-    )  # fmt: skip
-    times = []
-    for step in range(args.steps + 1):
-        batch = data.get_batch(step)
-        if world is not None:
-            dist.barrier()
-        start = time.perf_counter()
-        micro_batches = pack_samples(batch.samples, args.micro_tokens)
-        train_step(model, optimizer, scheduler, micro_batches, loss_fn, optim_config.max_norm, 1024)
-        if world is not None:
-            dist.barrier()
-        times.append(time.perf_counter() - start)
-    return times[1:]
-
-
-def peak_rss_gib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    # The ranks of the sharded side are timed from a barrier to a barrier.
+    sync = dist.barrier if world is not None else lambda: None
+    return timed_rl_steps(args, setup_rl_step(model, lr=1e-6), time.perf_counter, sync=sync)
 
 
 def child_single(args) -> None:
@@ -89,22 +57,19 @@ def child_dist(args) -> None:
         print(json.dumps({"times": times, "peak_rss_gib": rss}))
 
 
-def run_side(side: str) -> dict:
+def run_dist_side(side: str) -> dict:
     me = [__file__, "--side", side, *sys.argv[1:]]
     if side == "dist":
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", *me]
     else:
         cmd = [sys.executable, *me]
     env = {**os.environ, "OMP_NUM_THREADS": "1" if side == "dist" else "2"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    if proc.returncode != 0:
-        sys.exit(f"{side} run failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_side(side, cmd, env)
 
 
 def parent(args) -> None:
     tokens = args.samples * args.sample_len
-    results = {"single": run_side("single"), "dist": run_side("dist")}
+    results = {"single": run_dist_side("single"), "dist": run_dist_side("dist")}
     tps = {side: tokens / statistics.median(r["times"]) for side, r in results.items()}
     labels = {"single": "1 process x 2 threads", "dist": "2 ranks x 1 thread"}
     for side, r in results.items():
