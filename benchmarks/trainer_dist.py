@@ -25,10 +25,10 @@ from common import peak_rss_gib, run_side, setup_rl_step, timed_rl_steps
 def run_steps(args, world=None) -> list[float]:
     import torch.distributed as dist
 
-    from prime_rl.trainer.config import ModelConfig, ParallelConfig
+    from prime_rl.trainer.config import ParallelConfig, TrainerModelConfig
     from prime_rl.trainer.model import setup_model
 
-    model = setup_model(ModelConfig(name=args.model), ParallelConfig(), world)
+    model = setup_model(TrainerModelConfig(name=args.model), ParallelConfig(), world)
     # The ranks of the sharded side are timed from a barrier to a barrier.
     sync = dist.barrier if world is not None else lambda: None
     return timed_rl_steps(args, setup_rl_step(model, lr=1e-6), time.perf_counter, sync=sync)
