@@ -1,0 +1,137 @@
+"""How much learning signal a model's groups carry on reverse-text: sample `k` answers per eval prompt in-process
+(transformers, no server) and print the reward, the spread within groups and the advantages it turns into.
+
+    python examples/reverse_text/probe.py outputs/reverse_text/sft/weights/step_40 --temperature 1.0 0.5
+    python examples/reverse_text/probe.py --batches outputs/reverse_text/rollouts_archive --group-size 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+
+def group_stats(rewards_E_G: list[list[float]], tagged_E_G: list[list[bool]] | None = None) -> dict[str, float]:
+    """Reward mean, mean within-group std (population), the fraction of groups whose rewards are all equal, and the
+    mean |advantage| of the default (reward - group mean) and of GRPO ((reward - mean) / sample std)."""
+    flat = [r for g in rewards_E_G for r in g]
+    stds = [statistics.pstdev(g) for g in rewards_E_G]
+    default_adv, grpo_adv = [], []
+    for g in rewards_E_G:
+        mean, std = statistics.mean(g), statistics.stdev(g)
+        default_adv += [abs(r - mean) for r in g]
+        grpo_adv += [abs(r - mean) / (std + 1e-6) for r in g]
+    out = {
+        "reward": statistics.mean(flat),
+        "group_std": statistics.mean(stds),
+        "zero_adv_groups": sum(max(g) == min(g) for g in rewards_E_G) / len(rewards_E_G),
+        "exact": sum(r == 1.0 for r in flat) / len(flat),
+        "adv_abs_default": statistics.mean(default_adv),
+        "adv_abs_grpo": statistics.mean(grpo_adv),
+    }
+    if tagged_E_G is not None:
+        out["tagged"] = sum(t for g in tagged_E_G for t in g) / len(flat)
+    return out
+
+
+def format_stats(name: str, stats: dict[str, float]) -> str:
+    return f"{name}: " + " | ".join(f"{k} {v:.3f}" for k, v in stats.items())
+
+
+def load_model(model_dir: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prime_rl.utils.models import resolve_model_path
+
+    path = resolve_model_path(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+    return tokenizer, AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def sample_groups(tokenizer, model, num_examples: int, k: int, temperature: float, max_tokens: int, seed: int):
+    """`k` sampled replies (greedy when `temperature` is 0) to each of the first `num_examples` eval prompts."""
+    import torch
+
+    from prime_rl.environments.reverse_text import load_environment
+
+    examples = load_environment().eval_dataset()[:num_examples]
+    prompts = [tokenizer.apply_chat_template(e.prompt, tokenize=False, add_generation_prompt=True) for e in examples]
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+    torch.manual_seed(seed)
+    greedy = temperature == 0
+    with torch.no_grad():
+        out = model.generate(
+            **inputs,
+            do_sample=not greedy,
+            temperature=temperature if not greedy else None,
+            top_p=None,
+            top_k=None,
+            max_new_tokens=max_tokens,
+            num_return_sequences=1 if greedy else k,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    texts = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    n = 1 if greedy else k
+    return examples, [texts[i * n : (i + 1) * n] for i in range(len(examples))]
+
+
+def probe_model(args: argparse.Namespace) -> None:
+    from prime_rl.environments.parsing import parse_answer
+    from prime_rl.environments.reverse_text import lcs_reward
+
+    tokenizer, model = load_model(args.model)
+    for temperature in args.temperature:
+        examples, texts_E_G = sample_groups(
+            tokenizer, model, args.num_examples, args.k, temperature, args.max_tokens, args.seed
+        )
+        rewards = [
+            [lcs_reward([{"role": "assistant", "content": t}], e.answer) for t in g]
+            for e, g in zip(examples, texts_E_G, strict=True)
+        ]
+        tagged = [[parse_answer(t) is not None for t in g] for g in texts_E_G]
+        if temperature == 0:
+            flat = [r for g in rewards for r in g]
+            print(
+                f"T=0 (greedy): reward {statistics.mean(flat):.3f} | exact {sum(r == 1 for r in flat) / len(flat):.3f}"
+            )
+        else:
+            print(format_stats(f"T={temperature}", group_stats(rewards, tagged)))
+        for e, g, r in list(zip(examples, texts_E_G, rewards, strict=True))[: args.show]:
+            print(f"  {e.answer!r}: " + " ; ".join(f"{t!r} {x:.2f}" for t, x in zip(g[:3], r[:3], strict=False)))
+
+
+def probe_batches(args: argparse.Namespace) -> None:
+    from prime_rl.run_dir import step_dirs
+    from prime_rl.transport.filesystem import BATCH_FILE
+    from prime_rl.transport.types import decode_batch
+
+    for step, where in sorted(step_dirs(Path(args.batches)).items()):
+        rewards = [s.reward for s in decode_batch((where / BATCH_FILE).read_bytes()).samples]
+        groups = [rewards[i : i + args.group_size] for i in range(0, len(rewards), args.group_size)]
+        print(format_stats(f"step {step}", group_stats(groups)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", help="model dir or alias to sample from")
+    parser.add_argument("--batches", help="a directory of `step_N/batch.bin` (a run's saved rollouts) to read instead")
+    parser.add_argument("--group-size", type=int, default=8, help="rollouts per example of the saved batches")
+    parser.add_argument("--num-examples", type=int, default=16)
+    parser.add_argument("-k", type=int, default=8, help="samples per prompt")
+    parser.add_argument("--temperature", type=float, nargs="+", default=[1.0], help="0: one greedy reply")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--show", type=int, default=3, help="examples whose first replies are printed")
+    args = parser.parse_args()
+    if args.batches:
+        probe_batches(args)
+    elif args.model:
+        probe_model(args)
+    else:
+        parser.error("give a model or --batches")
+
+
+if __name__ == "__main__":
+    main()

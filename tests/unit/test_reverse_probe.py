@@ -1,0 +1,30 @@
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+PROBE = Path(__file__).parents[2] / "examples" / "reverse_text" / "probe.py"
+
+
+@pytest.fixture(scope="module")
+def probe():
+    spec = importlib.util.spec_from_file_location("reverse_probe", PROBE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_group_stats_spread_and_advantages(probe):
+    stats = probe.group_stats([[0.2, 0.4], [0.5, 0.5]], [[True, True], [True, False]])
+    assert stats["reward"] == pytest.approx(0.4)
+    assert stats["group_std"] == pytest.approx(0.05)  # (0.1 + 0) / 2
+    assert stats["zero_adv_groups"] == 0.5
+    assert stats["exact"] == 0.0
+    assert stats["adv_abs_default"] == pytest.approx(0.05)  # 0.1, 0.1, 0, 0
+    # GRPO divides by the sample std: 0.1 / 0.1414 for the first group, 0 for the equal one
+    assert stats["adv_abs_grpo"] == pytest.approx(0.5 * 0.1 / (0.02**0.5 + 1e-6))
+    assert stats["tagged"] == 0.75
+
+
+def test_format_stats(probe):
+    assert probe.format_stats("T=1.0", {"reward": 0.25, "exact": 0.0}) == "T=1.0: reward 0.250 | exact 0.000"
