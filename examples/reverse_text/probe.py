@@ -3,6 +3,7 @@
 
     python examples/reverse_text/probe.py outputs/reverse_text/sft/weights/step_40 --temperature 1.0 0.5
     python examples/reverse_text/probe.py --batches outputs/reverse_text/rollouts_archive --group-size 8
+    python examples/reverse_text/probe.py --floors    # what answers that do not reverse the phrase score
 """
 
 from __future__ import annotations
@@ -33,6 +34,29 @@ def group_stats(rewards_E_G: list[list[float]], tagged_E_G: list[list[bool]] | N
     if tagged_E_G is not None:
         out["tagged"] = sum(t for g in tagged_E_G for t in g) / len(flat)
     return out
+
+
+def chance_floors(num_examples: int = 100, k: int = 8, seed: int = 0) -> dict[str, dict[str, float]]:
+    """`group_stats` of answers that carry no reversal of the phrase, on the eval split: the phrase unreversed, its
+    letters shuffled, random letters (word-list frequencies) of its length, and the reversal of another phrase."""
+    import random
+
+    from prime_rl.environments.parsing import lcs_ratio
+    from prime_rl.environments.reverse_text import WORDS, load_environment
+
+    rng = random.Random(seed)
+    examples = load_environment(num_eval_examples=num_examples).eval_dataset()
+    letters = "".join(WORDS)
+    guesses = {
+        "unreversed": lambda e: e.info["text"],
+        "shuffled letters": lambda e: "".join(rng.sample(e.answer, len(e.answer))),
+        "random letters": lambda e: "".join(rng.choice(letters) for _ in e.answer),
+        "another phrase reversed": lambda e: rng.choice(examples).answer,
+    }
+    return {
+        name: group_stats([[lcs_ratio(guess(e), e.answer) for _ in range(k)] for e in examples])
+        for name, guess in guesses.items()
+    }
 
 
 def format_stats(name: str, stats: dict[str, float]) -> str:
@@ -124,8 +148,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--show", type=int, default=3, help="examples whose first replies are printed")
+    parser.add_argument("--floors", action="store_true", help="print the reward of answers that do not reverse")
     args = parser.parse_args()
-    if args.batches:
+    if args.floors:
+        for name, stats in chance_floors(seed=args.seed).items():
+            print(format_stats(name, stats))
+    elif args.batches:
         probe_batches(args)
     elif args.model:
         probe_model(args)

@@ -28,3 +28,13 @@ def test_group_stats_spread_and_advantages(probe):
 
 def test_format_stats(probe):
     assert probe.format_stats("T=1.0", {"reward": 0.25, "exact": 0.0}) == "T=1.0: reward 0.250 | exact 0.000"
+
+
+def test_chance_floors_are_seeded_and_exact(probe):
+    floors = probe.chance_floors(num_examples=10, k=2)
+    assert list(floors) == ["unreversed", "shuffled letters", "random letters", "another phrase reversed"]
+    assert floors["unreversed"]["reward"] == pytest.approx(0.3578, abs=1e-4)
+    assert floors["unreversed"]["zero_adv_groups"] == 1.0  # the same guess k times
+    assert floors["random letters"]["reward"] == pytest.approx(0.2942, abs=1e-4)
+    assert floors["another phrase reversed"]["reward"] == pytest.approx(0.3647, abs=1e-4)
+    assert probe.chance_floors(num_examples=10, k=2) == floors
