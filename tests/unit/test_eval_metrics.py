@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tomllib
 from math import comb
 from pathlib import Path
 
@@ -164,6 +165,16 @@ def test_shipped_eval_config_parses():
     config = parse_config(EvalConfig, ["@", str(EXAMPLES / "reverse_text" / "eval.toml")])
     assert config.weights_dir == Path("outputs/reverse_text/sft") and config.env[0].id == "reverse-text"
     assert config.rollouts_per_example == 2 and config.sampling.max_tokens == 48
+
+
+def test_reverse_text_before_after_config_matches_the_rl_example():
+    config = parse_config(EvalConfig, ["@", str(EXAMPLES / "reverse_text" / "eval_rl.toml")])
+    rl = tomllib.loads((EXAMPLES / "reverse_text" / "rl.toml").read_text())
+    # the SFT start RL began from, and the RL run's final export
+    assert config.model.name == rl["model"]["name"] and config.eval_base
+    assert config.weights_dir == Path(rl["output_dir"]) and config.steps == [rl["max_steps"]]
+    assert config.sampling.temperature == rl["orchestrator"]["sampling"]["temperature"]
+    assert config.sampling.max_tokens == rl["orchestrator"]["sampling"]["max_tokens"]
 
 
 def test_results_table():
