@@ -99,3 +99,8 @@ def test_one_word_eval_on_training_questions_asks_each_once():
     assert evaluation[1].prompt[0]["content"].endswith("Reply in one word.")
     with pytest.raises(ValueError, match=r"one-word: eval_questions = 'test', expected 'held_out' or 'train'"):
         load_environment("one-word", eval_questions="test")
+
+
+def test_reverse_text_strict_selects_the_strict_reward():
+    assert [f.__name__ for f in load_environment("reverse-text", strict=True).rubric.funcs] == ["strict_lcs_reward"]
+    assert [f.__name__ for f in load_environment("reverse-text").rubric.funcs] == ["lcs_reward"]

@@ -10,7 +10,7 @@ from prime_rl.environments import Example, Rollout, load_environment
 from prime_rl.environments.guess_number import parse_guess
 from prime_rl.environments.one_word import correct, correct_one_word, one_word
 from prime_rl.environments.parsing import count_words, last_assistant_text, lcs_length, lcs_ratio, parse_answer
-from prime_rl.environments.reverse_text import lcs_reward
+from prime_rl.environments.reverse_text import lcs_reward, strict_lcs_reward
 
 
 def reply(text: str) -> list[dict]:
@@ -60,6 +60,18 @@ def test_reverse_text_reward_values():
     assert lcs_reward(reply("olleh"), "olleh") == 0.0  # no tags, no credit
     assert lcs_reward(reply("<answer>oll"), "olleh") == pytest.approx(0.75)  # truncated: 2*3/8
     assert lcs_reward([], "olleh") == 0.0
+
+
+def test_reverse_text_strict_reward_needs_one_closed_block_and_nothing_else():
+    assert strict_lcs_reward(reply(" <answer> olleh </answer>\n"), "olleh") == 1.0
+    assert strict_lcs_reward(reply("<ANSWER>olleh</ANSWER>"), "hello") == pytest.approx(0.4)
+    assert strict_lcs_reward(reply("<answer>oll"), "olleh") == 0.0  # truncated
+    assert strict_lcs_reward(reply("<answer>olleh</answer> done"), "olleh") == 0.0  # text after the block
+    assert strict_lcs_reward(reply("Sure: <answer>olleh</answer>"), "olleh") == 0.0  # text before it
+    assert strict_lcs_reward(reply("<answer>x</answer><answer>olleh</answer>"), "olleh") == 0.0  # two blocks
+    assert strict_lcs_reward(reply("<answer>a<answer>olleh</answer>"), "olleh") == 0.0  # a nested opening tag
+    assert strict_lcs_reward(reply("olleh"), "olleh") == 0.0
+    assert strict_lcs_reward([], "olleh") == 0.0
 
 
 @pytest.mark.parametrize(
