@@ -32,7 +32,7 @@ def test_model_lora_is_pushed_into_the_trainer(tmp_path):
     [
         ("[model.lora]\nrank = 0\n", "`model.lora.rank`: Input should be greater than or equal to 1 (got 0)"),
         ("[model.lora]\ntarget_modules = []\n", "`model.lora.target_modules`: must name at least one module"),
-        ('[model.lora]\n[inference]\nengine = "vllm"\n', '`model.lora` is not supported with `inference.engine = "vll'),
+        ('[model.lora]\nrank = 600\n[inference]\nengine = "vllm"\n', "`model.lora.rank` = 600: the vLLM engine"),
         ("[model.lora]\n[trainer.model.lora]\nrank = 2\n", "`trainer.model.lora` = {'rank': 2} contradicts the shared"),
     ],
 )  # fmt: skip

@@ -55,6 +55,11 @@ class VLLMConfig(BaseConfig):
     enforce_eager: bool = False
     """Skip CUDA graphs / compilation: faster start-up, slower decoding."""
 
+    max_lora_rank: int | None = Field(default=None, ge=1, le=512)
+    """Serve LoRA adapters up to this rank (vLLM's `enable_lora`; `/update_weights` then also takes a peft adapter
+    directory), rounded up to a rank vLLM supports (1, 8, 16, 32, 64, 128, 256, 320, 512); `rl` sets it from
+    `[model.lora]`. None: LoRA off."""
+
     kv_cache_gib: float | None = Field(default=None, gt=0)
     """KV cache size in GiB; None sizes it from `gpu_memory_utilization` on GPUs, and on CPU uses
     `VLLM_CPU_KVCACHE_SPACE` or 2 GiB."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from prime_rl.inference.config import InferenceConfig, ServerConfig
+from prime_rl.inference.engines.vllm_lora import VLLM_LORA_RANKS
 from prime_rl.orchestrator.config import OrchestratorConfig, OrchestratorWandbConfig
 from prime_rl.trainer.config import LoRAConfig
 from prime_rl.trainer.rl.config import RLTrainerConfig
@@ -45,7 +46,8 @@ class RLModelConfig(ModelConfig):
 
     lora: LoRAConfig | None = None
     """LoRA adapters (`[model.lora]`, pushed into `trainer.model.lora`): the trainer trains and broadcasts only them,
-    the HF inference engine merges them into its base weights (None: full fine-tuning)."""
+    the HF inference engine merges them into its base weights, the vLLM engine serves them with its LoRA support
+    (`inference.vllm.max_lora_rank` follows `rank`); None: full fine-tuning."""
 
 
 class RLConfig(BaseSettingsConfig):
@@ -107,11 +109,20 @@ class RLConfig(BaseSettingsConfig):
                 raise ValueError(f"teacher.num_servers = {self.teacher.num_servers}: rl starts one teacher server")
             self.teacher.output_dir = self.orchestrator.output_dir
         if self.trainer.model.lora is not None and self.inference.engine == "vllm":
-            raise ValueError(
-                '`model.lora` is not supported with `inference.engine = "vllm"` yet: use the `hf` engine, or full '
-                "fine-tuning (docs/integrations.md)"
-            )
+            _serve_lora_on_vllm(self)
         return self
+
+
+def _serve_lora_on_vllm(config: RLConfig) -> None:
+    """The vLLM servers take the trainer's adapters: `inference.vllm.max_lora_rank` follows `model.lora.rank` unless
+    set, and then must reach it."""
+    rank, vllm = config.trainer.model.lora.rank, config.inference.vllm
+    if rank > VLLM_LORA_RANKS[-1]:
+        raise ValueError(f"`model.lora.rank` = {rank}: the vLLM engine serves LoRA ranks up to {VLLM_LORA_RANKS[-1]}")
+    if vllm.max_lora_rank is None:
+        vllm.max_lora_rank = rank
+    elif vllm.max_lora_rank < rank:
+        raise ValueError(f"`inference.vllm.max_lora_rank` = {vllm.max_lora_rank} is below `model.lora.rank` = {rank}")
 
 
 def _derive_defaults(data: dict) -> None:

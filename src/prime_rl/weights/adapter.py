@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -59,20 +60,29 @@ def adapter_pairs(adapter: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]
     return pairs
 
 
+def check_adapter_shapes(pairs: dict[str, tuple[Tensor, Tensor]], shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """ValueError naming an adapted module (`adapter_pairs`) that `shapes` (weight name -> shape) lacks, or whose A
+    and B do not fit its weight."""
+    for name, (a, b) in pairs.items():
+        if name not in shapes:
+            raise ValueError(f"the adapter adapts `{name}`, which the model does not have")
+        shape = tuple(shapes[name])
+        if a.ndim != 2 or b.ndim != 2 or (b.shape[0], a.shape[1]) != shape or a.shape[0] != b.shape[1]:
+            raise ValueError(
+                f"adapter of `{name}`: A {tuple(a.shape)} and B {tuple(b.shape)} do not fit the weight "
+                f"{shape} (A: r x in, B: out x r)"
+            )
+
+
 @torch.no_grad()
 def merge_adapter(base: dict[str, Tensor], adapter: dict[str, Tensor], scale: float) -> dict[str, Tensor]:
     """The merged weight of every adapted module: `base + scale * B @ A`, computed in float32 at least, in the base
     weight's dtype and device; ValueError naming a module the base lacks or a shape that does not fit it."""
+    pairs = adapter_pairs(adapter)
+    check_adapter_shapes(pairs, {name: tuple(t.shape) for name, t in base.items()})
     merged = {}
-    for name, (a, b) in adapter_pairs(adapter).items():
-        if name not in base:
-            raise ValueError(f"the adapter adapts `{name}`, which the model does not have")
+    for name, (a, b) in pairs.items():
         weight = base[name]
-        if a.ndim != 2 or b.ndim != 2 or (b.shape[0], a.shape[1]) != tuple(weight.shape) or a.shape[0] != b.shape[1]:
-            raise ValueError(
-                f"adapter of `{name}`: A {tuple(a.shape)} and B {tuple(b.shape)} do not fit the weight "
-                f"{tuple(weight.shape)} (A: r x in, B: out x r)"
-            )
         dtype = torch.promote_types(weight.dtype, torch.float32)
         delta = b.to(weight.device, dtype) @ a.to(weight.device, dtype)
         merged[name] = (weight.to(dtype) + scale * delta).to(weight.dtype)

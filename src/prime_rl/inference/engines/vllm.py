@@ -6,7 +6,8 @@ Logprobs: vLLM runs with `logprobs_mode = "processed_logprobs"`, i.e. `log_softm
 raw, untempered distribution. Weight updates pause vLLM with `mode="abort"` (what runs is aborted, caches cleared),
 load the safetensors into every worker through `vllm_worker.WeightLoaderExtension`, and resume; a request whose
 generation overlapped an update restarts on the new weights (a streamed one ends with a 409 instead), so no
-completion mixes two policies.
+completion mixes two policies. A LoRA broadcast is served with vLLM's LoRA support instead (`vllm_lora.py`): the same
+pause registers it as a new `LoRARequest` that every later request runs with, and removes the previous one.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from prime_rl.inference.engines.base import (
     check_request,
     check_score,
 )
+from prime_rl.inference.engines.vllm_lora import lora_engine_args
 from prime_rl.utils.logger import get_logger
 
 if TYPE_CHECKING:
@@ -62,6 +64,8 @@ def vllm_engine_args(config: InferenceConfig, model_path: str, on_gpu: bool) -> 
         "worker_extension_cls": WORKER_EXTENSION,
         "disable_log_stats": True,
     }
+    if v.max_lora_rank is not None:
+        args |= lora_engine_args(v.max_lora_rank)
     if v.enable_prefix_caching is not None:
         args["enable_prefix_caching"] = v.enable_prefix_caching
     if v.kv_cache_gib is not None:
@@ -105,6 +109,12 @@ class VLLMEngine(Engine):
         self._llm: Any = None
         self._epoch = 0
         """Counts weight swaps: a generation is valid only if no swap started or ran while it was generated."""
+        self._max_lora_rank: int | None = engine_args.get("max_lora_rank") if engine_args.get("enable_lora") else None
+        self._lora: Any = None
+        """The `LoRARequest` of the served adapter, which every request runs with (None: the weights alone)."""
+        self._lora_ids = itertools.count(1)
+        self._base_modified = False
+        """A full update replaced the base weights; an adapter goes onto the reloaded base (as with the HF engine)."""
         self._ready: asyncio.Event | None = None
         self._swap_lock: asyncio.Lock | None = None
         self.stats = {"restarted_requests": 0}
@@ -182,9 +192,9 @@ class VLLMEngine(Engine):
         """Retries until one generation ran entirely between two weight swaps."""
         while True:
             await self._ready.wait()
-            epoch, step = self._epoch, self.policy_step
+            epoch, step, lora = self._epoch, self.policy_step, self._lora
             sampling = vllm_sampling_params(params, max_new, seed, self.stop_ids, emit is not None)
-            outputs = await self._attempt(prompt_ids, sampling, emit)
+            outputs = await self._attempt(prompt_ids, sampling, emit, lora)
             aborted = any(o.finish_reason == "abort" for o in outputs)
             if epoch == self._epoch and not aborted:
                 choices = [to_choice(o, params.top_logprobs if params.logprobs else 0) for o in outputs]
@@ -197,14 +207,16 @@ class VLLMEngine(Engine):
                 )
             self.stats["restarted_requests"] += 1
 
-    async def _attempt(self, prompt_ids: list[int], sampling: Any, emit: Callable | None) -> list[Any]:
-        """One vLLM generation; returns its `n` final completion outputs in index order."""
+    async def _attempt(self, prompt_ids: list[int], sampling: Any, emit: Callable | None, lora: Any) -> list[Any]:
+        """One vLLM generation (with the adapter `lora`, if any); returns its `n` final completion outputs in index
+        order."""
         from vllm.inputs import TokensPrompt
 
         request_id = f"prime-rl-{next(self._ids)}"
         final: dict[int, Any] = {}
         sent: dict[int, int] = {}
-        async for out in self._llm.generate(TokensPrompt(prompt_token_ids=prompt_ids), sampling, request_id):
+        prompt = TokensPrompt(prompt_token_ids=prompt_ids)
+        async for out in self._llm.generate(prompt, sampling, request_id, lora_request=lora):
             for completion in out.outputs:
                 final[completion.index] = completion
                 if emit is not None:
@@ -230,10 +242,11 @@ class VLLMEngine(Engine):
         params = VLLMSamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)
         while True:
             await self._ready.wait()
-            epoch, step = self._epoch, self.policy_step
+            epoch, step, lora = self._epoch, self.policy_step, self._lora
             final = None
+            request_id = f"prime-rl-score-{next(self._ids)}"
             async for out in self._llm.generate(
-                TokensPrompt(prompt_token_ids=tokens), params, f"prime-rl-score-{next(self._ids)}"
+                TokensPrompt(prompt_token_ids=tokens), params, request_id, lora_request=lora
             ):
                 final = out
             if epoch == self._epoch and final is not None and final.prompt_logprobs is not None:
@@ -246,27 +259,67 @@ class VLLMEngine(Engine):
     # ------------------------------------------------------------------ weights
 
     async def update_weights(self, weight_dir: Path, step: int) -> None:
+        """Full weights, or a LoRA adapter (`adapter_config.json` present) registered with vLLM's LoRA support."""
+        from prime_rl.inference.engines.vllm_lora import check_adapter_dir
         from prime_rl.inference.engines.vllm_weights import check_weight_dir
+        from prime_rl.weights.adapter import is_adapter_dir
 
+        if is_adapter_dir(weight_dir):
+            await asyncio.to_thread(check_adapter_dir, weight_dir, self._parameters, self._max_lora_rank)
+            await self._on_engine_loop(self._swap(lambda: self._load_adapter(weight_dir), step, "LoRA adapter"))
+            return
         await asyncio.to_thread(check_weight_dir, weight_dir, self._parameters)
-        await self._on_engine_loop(self._swap("prime_rl_load_weight_dir", (str(weight_dir),), step))
+        await self._on_engine_loop(self._swap(lambda: self._load_weights(weight_dir), step, "weights"))
 
     async def reload_weights(self) -> None:
-        await self._on_engine_loop(self._swap("prime_rl_load_base_weights", (), 0))
+        await self._on_engine_loop(self._swap(self._load_base, 0, "base weights"))
 
-    async def _swap(self, method: str, args: tuple, step: int) -> None:
-        """Pauses vLLM (aborting what runs), loads the weights in every worker, resumes; aborted requests restart."""
+    async def _swap(self, load: Callable[[], Coroutine], step: int, what: str) -> None:
+        """Pauses vLLM (aborting what runs), runs `load`, resumes; aborted requests restart on what was loaded."""
         async with self._swap_lock:
             self._ready.clear()
             self._epoch += 1
             try:
                 await self._llm.pause_generation(mode="abort", clear_cache=True)
-                await self._llm.collective_rpc(method, args=args)
+                await load()
                 self.policy_step = step
             finally:
                 await self._llm.resume_generation()
                 self._ready.set()
-        self.logger.info(f"weights of policy step {step} loaded ({method})")
+        self.logger.info(f"{what} of policy step {step} loaded")
+
+    async def _load_weights(self, weight_dir: Path) -> None:
+        await self._drop_adapter()
+        await self._llm.collective_rpc("prime_rl_load_weight_dir", args=(str(weight_dir),))
+        self._base_modified = True
+
+    async def _load_base(self) -> None:
+        await self._drop_adapter()
+        await self._llm.collective_rpc("prime_rl_load_base_weights")
+        self._base_modified = False
+
+    async def _load_adapter(self, weight_dir: Path) -> None:
+        """Registers the adapter under a new id (vLLM caches adapters by id), then removes the previous one."""
+        from vllm.lora.request import LoRARequest
+
+        if self._base_modified:
+            await self._load_base()
+        lora_id = next(self._lora_ids)
+        request = LoRARequest(f"prime-rl-lora-{lora_id}", lora_id, str(weight_dir))
+        try:
+            await self._llm.add_lora(request)
+        except Exception as e:
+            raise EngineError(f"vLLM cannot load the LoRA adapter in `{weight_dir}`: {e}", "weight_dir") from None
+        await self._drop_adapter()
+        self._lora = request
+        self.logger.info(
+            f"LoRA adapter {weight_dir} registered as id {lora_id}; ids held: {await self._llm.list_loras()}"
+        )
+
+    async def _drop_adapter(self) -> None:
+        if self._lora is not None:
+            await self._llm.remove_lora(self._lora.lora_int_id)
+            self._lora = None
 
 
 def stop_token_ids(model_path: str, tokenizer: Any) -> list[int]:
