@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,18 +54,24 @@ def messages(prompt: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
+    with vllm_server(tmp_path_factory.mktemp("vllm_outputs")) as started:
+        yield started
+
+
+@contextmanager
+def vllm_server(output_dir: Path, **vllm: Any) -> Iterator[Server]:
+    """An eager vLLM-engine server on SmolLM2 (float32), healthy, stopped on exit; `vllm`: more `[vllm]` options."""
     pytest.importorskip("vllm", reason="vLLM is not installed (`make test-vllm` installs its CPU build)")
     from prime_rl.eval.server import started_server
     from prime_rl.inference.config import InferenceConfig
 
-    output_dir = tmp_path_factory.mktemp("vllm_outputs")
     config = InferenceConfig(
         engine="vllm",
         model={"name": MODEL, "max_model_len": 2048},
         server={"port": free_port(), "api_key": API_KEY},
         output_dir=output_dir,
         num_threads=2,
-        vllm={"enforce_eager": True},
+        vllm={"enforce_eager": True, **vllm},
     )
     with pytest.MonkeyPatch.context() as env:
         env.setenv("VLLM_CPU_KVCACHE_SPACE", os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"))
@@ -109,13 +118,17 @@ def test_health_api_key_and_the_official_openai_client(server: Server):
     assert choice.finish_reason in ("stop", "length") and choice.message.content
 
 
-def trainer_logprobs(samples: list[tuple[list[int], list[int]]], temperature: float) -> list[torch.Tensor]:
-    """Teacher-forced logprobs of each completion under the trainer's model and logprob code (packed, varlen)."""
+def trainer_logprobs(
+    samples: list[tuple[list[int], list[int]]], temperature: float, model: torch.nn.Module | None = None
+) -> list[torch.Tensor]:
+    """Teacher-forced logprobs of each completion under the trainer's model (default: the served base model) and
+    logprob code (packed, varlen)."""
     from prime_rl.trainer.config import TrainerModelConfig
     from prime_rl.trainer.logprobs import packed_logprobs
     from prime_rl.trainer.model import setup_model
 
-    model = setup_model(TrainerModelConfig(name=MODEL, dtype="float32", device="cpu")).eval()
+    if model is None:
+        model = setup_model(TrainerModelConfig(name=MODEL, dtype="float32", device="cpu")).eval()
     ids = [p + c for p, c in samples]
     input_ids = torch.tensor([t for row in ids for t in row])
     positions = torch.cat([torch.arange(len(row)) for row in ids])
