@@ -163,3 +163,14 @@ def test_unknown_target_module_names_the_key(tiny_model_dir):
         "`model.lora.target_modules`: LlamaForCausalLM has no module `qkv` (its linear layers: down_proj, gate_proj, "
         "k_proj, lm_head, o_proj, q_proj, up_proj, v_proj)"
     )
+
+
+def test_embedding_target_is_refused_naming_the_key(tiny_model_dir):
+    """peft would wrap the embedding with `lora_embedding_A/B`, which neither train nor broadcast here."""
+    config = TrainerModelConfig(name=str(tiny_model_dir), lora=LoRAConfig(target_modules=["q_proj", "embed_tokens"]))
+    with pytest.raises(ConfigError) as error:
+        setup_model(config)
+    assert str(error.value) == (
+        "`model.lora.target_modules`: `embed_tokens` of LlamaForCausalLM is an `Embedding` module, not a linear layer "
+        "(LoRA adapts linear layers: down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj)"
+    )

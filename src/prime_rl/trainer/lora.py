@@ -51,16 +51,23 @@ def apply_lora(model: torch.nn.Module, config: LoRAConfig, base_model: str | Non
 
 def check_targets(model: torch.nn.Module, targets: list[str] | str) -> None:
     """ConfigError naming a listed target that matches no module of `model` (peft only refuses a list that matches
-    none); a meta-device model is enough (`rl` checks before starting)."""
+    none) or no linear layer (an embedding's adapter would be neither trained nor broadcast); a meta-device model is
+    enough (`rl` checks before starting)."""
     if isinstance(targets, str):
         return
-    names = [name for name, _ in model.named_modules()]
+    linear = sorted({name.rpartition(".")[2] for name, m in model.named_modules() if isinstance(m, Linear)})
     for target in targets:
-        if not any(name == target or name.endswith("." + target) for name in names):
-            linear = sorted({name.rpartition(".")[2] for name, m in model.named_modules() if isinstance(m, Linear)})
+        matched = [m for name, m in model.named_modules() if name == target or name.endswith("." + target)]
+        if not matched:
             raise ConfigError(
                 f"`model.lora.target_modules`: {type(model).__name__} has no module `{target}` (its linear layers: "
                 f"{', '.join(linear)})"
+            )
+        if not any(isinstance(m, Linear) for m in matched):
+            kind = type(matched[0]).__name__
+            raise ConfigError(
+                f"`model.lora.target_modules`: `{target}` of {type(model).__name__} is an `{kind}` module, not a "
+                f"linear layer (LoRA adapts linear layers: {', '.join(linear)})"
             )
 
 
