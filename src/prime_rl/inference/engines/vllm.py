@@ -313,7 +313,7 @@ class VLLMEngine(Engine):
         await self._drop_adapter()
         self._lora = request
         self.logger.info(
-            f"LoRA adapter {weight_dir} registered as id {lora_id}; ids held: {await self._llm.list_loras()}"
+            f"LoRA adapter {weight_dir} registered as id {lora_id}; ids held: {sorted(await self._llm.list_loras())}"
         )
 
     async def _drop_adapter(self) -> None:
