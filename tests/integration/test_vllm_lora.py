@@ -53,9 +53,10 @@ def update(server: Server, weight_dir: Path) -> httpx.Response:
     return server.post("/update_weights", {"weight_dir": str(weight_dir)})
 
 
-def held_lora_ids(server: Server) -> list[str]:
-    """The adapter ids vLLM holds after each adapter update, from the engine's log lines."""
-    return re.findall(r"ids held: (\[[\d, ]*\])", (server.output_dir / "inference.log").read_text())
+def held_lora_ids(server: Server) -> tuple[str, str]:
+    """The id of the last adapter registered and the ids vLLM held right after, from the engine's log lines."""
+    log = (server.output_dir / "inference.log").read_text()
+    return re.findall(r"registered as id (\d+); ids held: (\[[\d, ]*\])", log)[-1]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_adapter_update_serves_the_trainers_forward_with_the_adapter(server: Ser
     assert off_base.abs().max() > 0.5  # the adapter is applied: the base's logprobs are far off
     updated, step = greedy(server, PROMPTS)
     assert step == 1 and updated != base_greedy
-    assert held_lora_ids(server)[-1] == "[1]"
+    assert held_lora_ids(server) == ("1", "[1]")
 
 
 def test_requests_in_flight_at_an_adapter_update_restart_on_the_new_adapter(server: Server):
@@ -112,7 +113,8 @@ def test_requests_in_flight_at_an_adapter_update_restart_on_the_new_adapter(serv
         assert update(server, weight_dir).status_code == 200
         in_flight = [f.result() for f in futures]
     assert [r["policy_step"] for r in in_flight] == [2] * len(PROMPTS)
-    assert held_lora_ids(server)[-1] == "[2]"  # the previous adapter was removed when adapter 2 came
+    registered, held = held_lora_ids(server)
+    assert held == f"[{registered}]"  # the previous adapter was removed when this one came
     path = resolve_model_path(MODEL)
     stop_ids = stop_token_ids(path, AutoTokenizer.from_pretrained(path))
     worst = 0.0
