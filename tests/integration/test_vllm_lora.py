@@ -14,7 +14,8 @@ import pytest
 import torch
 from test_vllm import PROMPTS, Server, greedy, messages, trainer_logprobs, vllm_server
 
-pytestmark = pytest.mark.vllm
+# Every test may load an adapter: the base model's greedy answers are taken first, whichever test runs first.
+pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("base_greedy")]
 MODEL = "smollm2-135m-instruct"
 RANK = 8
 
@@ -131,6 +132,9 @@ def test_requests_in_flight_at_an_adapter_update_restart_on_the_new_adapter(serv
 
 
 def test_reload_weights_returns_to_the_base_model(server: Server, base_greedy):
+    assert update(server, broadcast(adapted_model(seed=5), server, 5)).status_code == 200
+    adapted, step = greedy(server, PROMPTS)
+    assert step == 5 and adapted != base_greedy
     assert server.post("/reload_weights").json() == {"status": "ok", "policy_step": 0}
     assert greedy(server, PROMPTS) == (base_greedy, 0)
 
