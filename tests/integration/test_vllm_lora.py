@@ -22,7 +22,7 @@ RANK = 8
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    with vllm_server(tmp_path_factory.mktemp("vllm_lora_outputs"), "--vllm.max-lora-rank", str(RANK)) as started:
+    with vllm_server(tmp_path_factory.mktemp("vllm_lora_outputs"), max_lora_rank=RANK) as started:
         yield started
 
 
