@@ -155,22 +155,20 @@ def test_checkpoint_resume_with_lora_is_exact(tiny_model_dir, tmp_path):
     assert all(torch.equal(t, expected[n]) for n, t in other.state_dict().items())
 
 
-def test_unknown_target_module_names_the_key(tiny_model_dir):
-    config = TrainerModelConfig(name=str(tiny_model_dir), lora=LoRAConfig(target_modules=["q_proj", "qkv"]))
-    with pytest.raises(ConfigError) as error:
-        setup_model(config)
-    assert str(error.value) == (
-        "`model.lora.target_modules`: LlamaForCausalLM has no module `qkv` (its linear layers: down_proj, gate_proj, "
-        "k_proj, lm_head, o_proj, q_proj, up_proj, v_proj)"
-    )
+LINEAR = "down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj"
 
 
-def test_embedding_target_is_refused_naming_the_key(tiny_model_dir):
-    """peft would wrap the embedding with `lora_embedding_A/B`, which neither train nor broadcast here."""
-    config = TrainerModelConfig(name=str(tiny_model_dir), lora=LoRAConfig(target_modules=["q_proj", "embed_tokens"]))
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("qkv", f"LlamaForCausalLM has no module `qkv` (its linear layers: {LINEAR})"),
+        # peft would wrap the embedding with `lora_embedding_A/B`, which neither train nor broadcast here.
+        ("embed_tokens", f"`embed_tokens` of LlamaForCausalLM is an `Embedding` module, not a linear layer (LoRA "
+                         f"adapts linear layers: {LINEAR})"),
+    ],
+)  # fmt: skip
+def test_bad_target_module_names_the_key(tiny_model_dir, target: str, message: str):
+    config = TrainerModelConfig(name=str(tiny_model_dir), lora=LoRAConfig(target_modules=["q_proj", target]))
     with pytest.raises(ConfigError) as error:
         setup_model(config)
-    assert str(error.value) == (
-        "`model.lora.target_modules`: `embed_tokens` of LlamaForCausalLM is an `Embedding` module, not a linear layer "
-        "(LoRA adapts linear layers: down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj)"
-    )
+    assert str(error.value) == f"`model.lora.target_modules`: {message}"
