@@ -326,3 +326,17 @@ def test_scoring_route_equals_the_sampled_logprobs_at_temperature_1(server: Serv
     assert max(abs(a - b) for a, b in zip(scored.json()["logprobs"], sampled, strict=True)) <= 1e-4
     refused = server.post("/v1/logprobs", {"tokens": tokens, "start": len(prompt), "temperature": 0.7})
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "temperature"
+
+
+def test_a_killed_worker_stops_the_server_with_the_reason(server: Server):
+    """Last in the module (it ends the server): vLLM's worker killed as by the out-of-memory killer."""
+    import psutil
+
+    config = str(server.output_dir / "inference.toml")
+    (proc,) = [p for p in psutil.Process().children() if any(config in arg for arg in p.cmdline())]
+    workers = [p for p in proc.children(recursive=True) if p.name() == "VLLM::Worker"]
+    assert len(workers) == 1, [p.name() for p in proc.children(recursive=True)]
+    workers[0].kill()
+    assert proc.wait(timeout=120) == 1
+    log = (server.output_dir / "inference.log").read_text()
+    assert "inference server stopped: vLLM's engine core died" in log

@@ -153,6 +153,9 @@ def create_app(
 
     @app.get("/health")
     async def health() -> JSONResponse:
+        failure = engine.failure()
+        if failure is not None:
+            return error_response(503, failure)
         return JSONResponse({"status": "ok", "policy_step": engine.policy_step})
 
     @app.get("/v1/models")

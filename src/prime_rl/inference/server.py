@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import uvicorn
 
 from prime_rl.inference.app import create_app
 from prime_rl.inference.config import InferenceConfig
+from prime_rl.inference.engines.base import Engine
 from prime_rl.inference.engines.hf import setup_hf_engine
+from prime_rl.utils.config import RunError
 from prime_rl.utils.logger import setup_process_logger
 from prime_rl.utils.models import resolve_model_path
+
+ENGINE_POLL_SECONDS = 1.0
+"""How often the server asks the engine whether it can still serve (`Engine.failure`)."""
 
 
 def setup_engine(config: InferenceConfig):
@@ -48,6 +55,27 @@ def serve(config: InferenceConfig) -> None:
     app = setup_app(config, engine)
     logger.info(f"serving `{config.model.name}` on http://{config.server.host}:{config.server.port}")
     try:
-        uvicorn.run(app, host=config.server.host, port=config.server.port, log_level="warning", access_log=False)
+        failure = run_until_failure(app, engine, config.server.host, config.server.port)
     finally:
         engine.shutdown()
+    if failure is not None:
+        raise RunError(f"inference server stopped: {failure}")
+
+
+def run_until_failure(app, engine: Engine, host: str, port: int) -> str | None:
+    """Serves `app` until stopped (None) or until `engine` reports a failure (returned): a server whose engine died
+    exits, so `rl` sees it and stops, instead of answering every request with a 500 the clients retry."""
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    failure: list[str] = []
+
+    def watch() -> None:
+        while not server.should_exit:
+            reason = engine.failure()
+            if reason is not None:
+                failure.append(reason)
+                server.should_exit = True
+            time.sleep(ENGINE_POLL_SECONDS)
+
+    threading.Thread(target=watch, name="engine-watch", daemon=True).start()
+    server.run()
+    return failure[0] if failure else None

@@ -137,6 +137,11 @@ class Engine(ABC):
         Streamed requests in flight when weights change fail with a 409 EngineError (sent tokens cannot be undone).
         """
 
+    def failure(self) -> str | None:
+        """Why the engine can no longer serve any request (e.g. a process it runs on died), else None; the server
+        exits on it instead of answering every request with an error."""
+        return None
+
     async def score(self, tokens: list[int], start: int, temperature: float) -> ScoreResult:
         """Logprobs of `tokens[start:]`, each given its prefix, from `log_softmax(logits / temperature)`."""
         raise EngineError(f"{type(self).__name__} cannot score token ids", status=501)

@@ -155,6 +155,14 @@ class VLLMEngine(Engine):
             self._thread.join(timeout=30)
             self._thread = None
 
+    def failure(self) -> str | None:
+        if self._llm is not None and self._llm.errored:
+            return (
+                "vLLM's engine core died (one of its processes exited, e.g. killed by the out-of-memory killer; "
+                "its error is logged above)"
+            )
+        return None
+
     def _submit(self, coro: Coroutine) -> concurrent.futures.Future:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
