@@ -14,7 +14,7 @@ With `--engine both` the servers run one after the other (never together) on the
 line compares vLLM with the HF engine as the baseline; the vLLM engine needs vLLM installed (`make test-vllm`
 creates `.venv-vllm` with its CPU build: run this script with `.venv-vllm/bin/python`).
 
-Usage: python benchmarks/inference.py [--engine hf|vllm|both] [--threads N] [--scenario a|b|c|both|all]
+Usage: python benchmarks/inference.py [--engine hf|vllm|both] [--threads N] [--scenario a|b|c|both|all] [--wait-pid PID]
 """
 
 from __future__ import annotations
@@ -200,9 +200,12 @@ def serve_and_measure(engine: str, threads: int, letters: str) -> tuple[float, d
     return startup, results
 
 
-def compare_engines(threads: int, letters: str) -> list[str]:
-    """vLLM vs the HF engine (the baseline) on the same prompts, one server at a time."""
+def compare_engines(threads: int, letters: str, wait_pid: int | None = None) -> list[str]:
+    """vLLM vs the HF engine (the baseline) on the same prompts, one server at a time; the vLLM server starts once
+    process `wait_pid` (e.g. another vLLM server: two do not fit beside each other on a small machine) exited."""
     hf_start, hf = serve_and_measure("hf", threads, letters)
+    while wait_pid and Path(f"/proc/{wait_pid}").exists():
+        time.sleep(5)
     vllm_start, vllm = serve_and_measure("vllm", threads, letters)
     lines = [
         f"inference_startup_vllm: {vllm_start:.1f} s (baseline: {hf_start:.1f} s, ratio: {vllm_start / hf_start:.2f}x)"
@@ -241,13 +244,14 @@ def main() -> None:
     parser.add_argument("--engine", choices=["hf", "vllm", "both"], default="hf")
     parser.add_argument("--threads", type=int, default=None, help="default: the engine's rule (utils/threads.py)")
     parser.add_argument("--scenario", choices=list(SELECTIONS), help="default: all with --engine both, else both")
+    parser.add_argument("--wait-pid", type=int, default=None, help="--engine both: start vLLM once this process exited")
     args = parser.parse_args()
     from prime_rl.utils.threads import setup_threads
 
     threads = setup_threads(args.threads, "inference", "--threads")  # the server's count, for the baseline too
     letters = SELECTIONS[args.scenario or ("all" if args.engine == "both" else "both")]
     if args.engine == "both":
-        lines = compare_engines(threads, letters)
+        lines = compare_engines(threads, letters, args.wait_pid)
     else:
         lines = against_generate(args.engine, threads, letters)
     for line in lines:
