@@ -328,6 +328,18 @@ def test_scoring_route_equals_the_sampled_logprobs_at_temperature_1(server: Serv
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "temperature"
 
 
+def test_concurrent_seeded_prompts_over_the_token_budget_are_served(server: Server):
+    """8 seeded prompts of ~400 tokens at once exceed vLLM's 2048-token step budget: chunked prefill would split one,
+    and rewinding its CPU generator killed vLLM's engine core (found by `rl` on the one-word example's evaluation)."""
+    long_prompt = " ".join(["Count the words of this sentence, then answer."] * 45)
+    with ThreadPoolExecutor(8) as pool:
+        bodies = list(pool.map(lambda i: server.chat(messages=messages(f"{i}. {long_prompt}"), max_tokens=4, seed=i,
+                                                     temperature=1.0), range(8)))  # fmt: skip
+    assert all(b["usage"]["prompt_tokens"] > 400 for b in bodies)
+    assert sum(b["usage"]["prompt_tokens"] for b in bodies) > 2048
+    assert httpx.get(f"{server.url}/health").status_code == 200
+
+
 def test_a_killed_worker_stops_the_server_with_the_reason(server: Server):
     """Last in the module (it ends the server): vLLM's worker killed as by the out-of-memory killer."""
     import psutil

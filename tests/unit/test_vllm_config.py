@@ -43,6 +43,7 @@ def test_vllm_engine_args_on_cpu(monkeypatch: pytest.MonkeyPatch):
         "logprobs_mode": "processed_logprobs",
         "worker_extension_cls": WORKER_EXTENSION,
         "disable_log_stats": True,
+        "enable_chunked_prefill": False,
         "kv_cache_memory_bytes": 2 * 2**30,
     }
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "3")
@@ -57,6 +58,7 @@ def test_vllm_engine_args_on_gpu_pass_options_through():
     assert args["kv_cache_memory_bytes"] == int(1.5 * 2**30)
     assert (args["swap_space"], args["enforce_eager"]) == (4, True)  # engine_args win
     assert vllm_engine_args(InferenceConfig(engine="vllm"), "org/model", on_gpu=True)["dtype"] == "auto"
+    assert "enable_chunked_prefill" not in args
 
 
 def test_rl_starts_one_server_per_port_and_the_orchestrator_gets_every_url(monkeypatch: pytest.MonkeyPatch):

@@ -66,6 +66,10 @@ def vllm_engine_args(config: InferenceConfig, model_path: str, on_gpu: bool) -> 
     }
     if v.max_lora_rank is not None:
         args |= lora_engine_args(v.max_lora_rank)
+    if not on_gpu:
+        # vLLM 0.32's CPU worker dies ("CPU Generator does not use offset") when it rewinds the generator of a seeded
+        # request whose prompt was prefilled in chunks, and every request here is seeded: prefill prompts whole.
+        args["enable_chunked_prefill"] = False
     if v.enable_prefix_caching is not None:
         args["enable_prefix_caching"] = v.enable_prefix_caching
     if v.kv_cache_gib is not None:
