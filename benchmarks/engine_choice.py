@@ -7,8 +7,8 @@ A run splits into a fixed part (process start-up, model loading, the base and fi
 `max_steps` training steps. The step time is the median gap between consecutive trainer step records
 (`metrics/trainer.jsonl`: the first step also waits for start-up; the median ignores a step slowed by another job's
 burst); fixed = total - max_steps * step time; a run of N steps is extrapolated as fixed + N * step time, and so is
-the example's 10-step run when `--steps` is lower (a loaded machine). Start-up is launch to the server's first
-healthy `/health`.
+the example's own run (its `max_steps`) when `--steps` is lower (a loaded machine). Start-up is launch to the
+server's first healthy `/health`.
 
 vLLM must be installed (`make test-vllm` creates `.venv-vllm` with its CPU build): run this with
 `.venv-vllm/bin/python`.
@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from prime_rl.utils.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "one_word" / "rl.toml"
-EXAMPLE_STEPS = 10
+EXAMPLE_STEPS = tomllib.loads(EXAMPLE.read_text())["max_steps"]
 """The example's `max_steps`: what `make run` trains."""
 
 
@@ -134,7 +135,9 @@ def report(times: dict[str, RunTimes], long_steps: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=EXAMPLE_STEPS, help="max_steps of each run (the example's 10)")
+    parser.add_argument(
+        "--steps", type=int, default=EXAMPLE_STEPS, help="max_steps of each run (default: the example's)"
+    )
     parser.add_argument("--long-steps", type=int, default=100, help="length of the extrapolated longer run")
     parser.add_argument("--keep", type=Path, default=None, help="keep the runs here; a rerun reuses finished ones")
     parser.add_argument("--wait-pid", type=int, default=None, help="start the vLLM run once this process exited")
