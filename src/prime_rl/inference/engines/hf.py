@@ -37,11 +37,12 @@ from prime_rl.inference.engines.requests import Request, Sequence, dispatch, res
 from prime_rl.inference.engines.sampling import sample, sampling_batch
 from prime_rl.inference.engines.scheduler import Scheduler
 from prime_rl.inference.engines.stopping import check_finished
-from prime_rl.inference.engines.weights import read_adapter_dir, read_weight_dir
+from prime_rl.inference.engines.weights import check_weight_dir, read_adapter_dir
 from prime_rl.utils.logger import get_logger
 from prime_rl.utils.memory import release_free_memory
 from prime_rl.utils.threads import pin_current_thread
-from prime_rl.weights.adapter import is_adapter_dir, merge_adapter
+from prime_rl.weights.adapter import adapter_pairs, is_adapter_dir, merge_adapter
+from prime_rl.weights.state import unique_state_dict
 
 T = TypeVar("T")
 
@@ -110,20 +111,23 @@ class HFEngine(Engine):
         return await self._run_command(forward)
 
     async def update_weights(self, weight_dir: Path, step: int) -> None:
-        """Full weights, or a LoRA adapter (`adapter_config.json` present) merged into the base weights."""
+        """Full weights, or a LoRA adapter (`adapter_config.json` present) merged into the base weights. Full weights
+        are checked tensor by tensor first, then copied tensor by tensor, so the update holds one tensor extra."""
         if is_adapter_dir(weight_dir):
             adapter, scale = await asyncio.to_thread(read_adapter_dir, weight_dir)
             await self._run_command(lambda: self._apply_adapter(adapter, scale, step))
             return
-        tensors = await asyncio.to_thread(read_weight_dir, weight_dir, self.runner.model)
-        await self.load_weights(tensors, step)
-        del tensors
+        checked = await asyncio.to_thread(check_weight_dir, weight_dir, self.runner.model)
+        try:
+            await self._run_command(lambda: self._apply(lambda: self.runner.load_checked(checked), step))
+        finally:
+            checked.close()
         release_free_memory()  # the read tensors' pages, else kept by the allocator for good
 
     async def load_weights(self, tensors: dict[str, Tensor], step: int) -> None:
         """Copies canonical-name tensors into the served model in place, between two engine steps, as policy `step`
-        (`update_weights` after reading a directory; the in-process reference loop hands the trainer's tensors)."""
-        await self._run_command(lambda: self._apply(tensors, step))
+        (the in-process reference loop hands the trainer's tensors)."""
+        await self._run_command(lambda: self._apply(lambda: self.runner.load_weights(tensors), step))
 
     async def reload_weights(self) -> None:
         await self._run_command(self._reload)
@@ -203,23 +207,30 @@ class HFEngine(Engine):
         self.scheduler.requeue(retry)
 
     def _reload(self) -> None:
-        if self.runner.base_state is None:
-            self.policy_step = 0
-        else:
-            self._apply(self.runner.base_state, 0)
+        if self.runner.start.changed:
+            self._apply(self.runner.restore_start, 0)
+        self.policy_step = 0
 
     def _apply_adapter(self, adapter: dict[str, Tensor], scale: float, step: int) -> None:
         """Serves base + scale * B @ A in the adapted weights (always from the base, never on top of an earlier
         policy), the others at their base values."""
         try:
-            merged = merge_adapter(self.runner.base_weights(), adapter, scale)
+            served = set(unique_state_dict(self.runner.model))
+            base = self.runner.start.values(n for n in adapter_pairs(adapter) if n in served)
+            merged = merge_adapter(base, adapter, scale)
         except ValueError as e:
             raise EngineError(str(e), "weight_dir") from None
-        self._apply(self.runner.base_weights() | merged, step)
 
-    def _apply(self, tensors: dict[str, Tensor], step: int) -> None:
-        """Copies weights in place and restarts everything in flight, so no completion mixes two policies."""
-        self.runner.load_weights(tensors)
+        def write() -> None:
+            self.runner.restore_start(self.runner.start.changed - set(merged))
+            self.runner.load_weights(merged)
+
+        self._apply(write, step)
+
+    def _apply(self, write: Callable[[], object], step: int) -> None:
+        """Changes the weights in place (`write`) and restarts everything in flight, so no completion mixes two
+        policies."""
+        write()
         # A stream cannot take back tokens it already sent, so streamed requests end with an error instead.
         streamed, restarted = self.scheduler.requeue_in_flight()
         for request in streamed:

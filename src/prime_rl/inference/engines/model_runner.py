@@ -6,6 +6,8 @@ Supports models whose attention layers call `cache.update` (Llama, Qwen, Mistral
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,14 +16,22 @@ from torch import Tensor
 
 from prime_rl.inference.engines.base import EngineError
 from prime_rl.inference.engines.kv_cache import SlotKVCache, cache_argument, register_attention
-from prime_rl.inference.engines.weights import copy_into
-from prime_rl.weights.state import unique_state_dict
+from prime_rl.inference.engines.start_weights import StartWeights
+from prime_rl.inference.engines.weights import CheckedWeights, copy_into
 
 
 class ModelRunner:
     """Owns the model, its tokenizer and the KV cache; every method runs on the engine thread."""
 
-    def __init__(self, model: Any, tokenizer: Any, model_path: str, max_model_len: int | None, device: torch.device):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        model_path: str,
+        max_model_len: int | None,
+        device: torch.device,
+        model_dir: Path | None = None,
+    ):
         config = model.config.get_text_config()
         self.model, self.tokenizer, self.model_path, self.device = model, tokenizer, model_path, device
         self.max_model_len = max_model_len or int(config.max_position_embeddings)
@@ -36,8 +46,8 @@ class ModelRunner:
         self.backbone = getattr(model, model.base_model_prefix)
         self.cache_arg = cache_argument(self.backbone)
         self.lm_head = model.get_output_embeddings()
-        self.base_state: dict[str, Tensor] | None = None
-        """A copy of the starting weights, taken before the first update (what `/reload_weights` restores)."""
+        self.start = StartWeights(model, model_dir)
+        """The starting weights (what `/reload_weights` restores and LoRA adapters merge into)."""
 
     def _stop_token_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -110,17 +120,22 @@ class ModelRunner:
         labels = torch.tensor(tokens[start:], device=self.device)
         return torch.log_softmax(logits, dim=-1).gather(1, labels[:, None])[:, 0]
 
-    def base_weights(self) -> dict[str, Tensor]:
-        """The starting weights (canonical names), copied before the first update."""
-        if self.base_state is None:
-            self.base_state = {k: v.detach().clone() for k, v in unique_state_dict(self.model).items()}
-        return self.base_state
-
     def load_weights(self, tensors: dict[str, Tensor]) -> None:
-        """Copies canonical-name tensors into the model in place (the starting weights are kept once)."""
-        self.base_weights()
+        """Copies canonical-name tensors into the model in place."""
+        self.start.before_change(tensors)
         with torch.inference_mode(False), torch.no_grad():
             copy_into(self.model, tensors)
+
+    def load_checked(self, checked: CheckedWeights) -> None:
+        """Copies a checked weight directory into the model in place, one tensor at a time."""
+        self.start.before_change(checked.sources)
+        with torch.inference_mode(False), torch.no_grad():
+            checked.copy_into_model(self.model)
+
+    def restore_start(self, names: Iterable[str] | None = None) -> list[str]:
+        """Writes the starting values of `names` (default: every changed weight) back; returns the names written."""
+        with torch.inference_mode(False), torch.no_grad():
+            return self.start.restore(names)
 
 
 def load_model_runner(
@@ -140,4 +155,16 @@ def load_model_runner(
         model_path, dtype=torch_dtype, attn_implementation=register_attention()
     )
     model.to(torch_device).eval()
-    return ModelRunner(model, tokenizer, model_path, max_model_len, torch_device)
+    return ModelRunner(model, tokenizer, model_path, max_model_len, torch_device, local_model_dir(model_path))
+
+
+def local_model_dir(model_path: str) -> Path | None:
+    """The local directory of a model path or hub id (None when it is not there without a download)."""
+    if Path(model_path).is_dir():
+        return Path(model_path)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model_path, local_files_only=True))
+    except Exception:  # not a cached hub repo: the starting weights are then copied in memory
+        return None

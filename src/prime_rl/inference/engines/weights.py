@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from prime_rl.inference.engines.base import EngineError
+from prime_rl.inference.engines.tensor_file import TensorFile
 from prime_rl.inference.weight_paths import weight_files
 from prime_rl.weights.state import unique_state_dict
 
@@ -21,43 +23,84 @@ def tied_aliases(model: torch.nn.Module) -> dict[str, str]:
     return aliases
 
 
-def read_weight_dir(weight_dir: Path, model: torch.nn.Module) -> dict[str, Tensor]:
-    """Loads every `*.safetensors` file of `weight_dir`, keyed by canonical parameter name; raises EngineError.
+@dataclass
+class CheckedWeights:
+    """A weight directory checked against the served model, its files kept open: which tensor of which file becomes
+    which canonical parameter. `copy_into_model` reads them again one at a time, so an update holds one tensor
+    beyond the model; the open files stay readable if the trainer deletes the directory meanwhile."""
+
+    files: list[TensorFile]
+    sources: dict[str, tuple[TensorFile, str]] = field(default_factory=dict)
+    """Canonical parameter name -> (file, tensor name in that file)."""
+
+    def copy_into_model(self, model: torch.nn.Module) -> None:
+        state = unique_state_dict(model)
+        with torch.no_grad():
+            for canonical, (file, name) in self.sources.items():
+                state[canonical].copy_(file.read(name))
+
+    def close(self) -> None:
+        for file in self.files:
+            file.close()
+
+
+def check_weight_dir(weight_dir: Path, model: torch.nn.Module) -> CheckedWeights:
+    """Checks every `*.safetensors` tensor of `weight_dir`, one at a time, before anything is copied; raises
+    EngineError.
 
     Every parameter of the model must be present (a tied duplicate such as `lm_head.weight` may be absent) with its
     exact shape, a floating-point dtype (cast to the served dtype) and finite values; unknown names are refused, so
     a wrong model's or a diverged trainer's weights are never applied, not even in part.
     """
-    from safetensors.torch import load_file
+    checked = CheckedWeights([])
+    try:
+        _check_files(weight_dir, model, checked)
+    except BaseException:
+        checked.close()
+        raise
+    return checked
 
-    files = weight_files(weight_dir)
+
+def _check_files(weight_dir: Path, model: torch.nn.Module, checked: CheckedWeights) -> None:
     aliases = tied_aliases(model)
     expected = unique_state_dict(model)
-    loaded: dict[str, Tensor] = {}
-    for file in files:
+    for path in weight_files(weight_dir):
         try:
-            tensors = load_file(file)
-        except Exception as e:
-            raise EngineError(f"cannot read `{file}`: {e}", "weight_dir") from e
-        for name, tensor in tensors.items():
+            file = TensorFile(path)
+        except (OSError, ValueError) as e:
+            raise EngineError(f"cannot read `{path}`: {e}", "weight_dir") from e
+        checked.files.append(file)
+        for name, entry in file.entries.items():
             if name not in aliases:
                 raise EngineError(
-                    f"`{file.name}` has tensor `{name}`, which the served model does not have", "weight_dir"
+                    f"`{path.name}` has tensor `{name}`, which the served model does not have", "weight_dir"
                 )
             canonical = aliases[name]
-            if tuple(tensor.shape) != tuple(expected[canonical].shape):
+            if entry.shape != tuple(expected[canonical].shape):
                 raise EngineError(
-                    f"`{file.name}`: tensor `{name}` has shape {tuple(tensor.shape)}, "
+                    f"`{path.name}`: tensor `{name}` has shape {entry.shape}, "
                     f"the served model expects {tuple(expected[canonical].shape)}",
                     "weight_dir",
                 )
-            _check_values(file, name, tensor)
-            loaded[canonical] = tensor
-    missing = sorted(set(expected) - set(loaded))
+            try:
+                tensor = file.read(name)
+            except (OSError, ValueError) as e:
+                raise EngineError(f"cannot read `{path}`: {e}", "weight_dir") from e
+            _check_values(path, name, tensor)
+            checked.sources[canonical] = (file, name)
+    missing = sorted(set(expected) - set(checked.sources))
     if missing:
         shown = ", ".join(f"`{m}`" for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise EngineError(f"weight_dir `{weight_dir}` is missing {shown}", "weight_dir")
-    return loaded
+
+
+def read_weight_dir(weight_dir: Path, model: torch.nn.Module) -> dict[str, Tensor]:
+    """`check_weight_dir`, then every tensor in memory, keyed by canonical parameter name."""
+    checked = check_weight_dir(weight_dir, model)
+    try:
+        return {canonical: file.read(name) for canonical, (file, name) in checked.sources.items()}
+    finally:
+        checked.close()
 
 
 def _check_values(file: Path, name: str, tensor: Tensor) -> None:

@@ -1,0 +1,110 @@
+"""A safetensors file read one tensor at a time into fresh memory, without mapping the file: a weight update then
+holds one tensor beyond the model, not a copy of the whole file (a mapped file's touched pages count as the reader's
+resident memory until it is unmapped)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+"""safetensors dtype codes and their torch dtypes."""
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+"""Largest JSON header accepted (the format's own limit)."""
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    dtype: str
+    """safetensors dtype code (`F32`, `BF16`, ...)."""
+    shape: tuple[int, ...]
+    start: int
+    """Offset of the first byte in the file."""
+    nbytes: int
+
+
+class TensorFile:
+    """An open safetensors file: its header (`entries`) and `read(name)`. The open descriptor keeps the file
+    readable if it is replaced or deleted meanwhile. ValueError names the file when the header is unusable."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY)
+        try:
+            self.entries = self._read_header()
+        except Exception:
+            os.close(self._fd)
+            raise
+
+    def _read_header(self) -> dict[str, TensorEntry]:
+        size = os.fstat(self._fd).st_size
+        raw = os.pread(self._fd, 8, 0)
+        length = int.from_bytes(raw, "little") if len(raw) == 8 else -1
+        if not 0 < length <= min(MAX_HEADER_BYTES, size - 8):
+            raise ValueError(f"`{self.path}` is not a safetensors file (header length {length}, file size {size})")
+        try:
+            header = json.loads(os.pread(self._fd, length, 8))
+            header.pop("__metadata__", None)
+            entries = {}
+            for name, info in header.items():
+                begin, end = info["data_offsets"]
+                entries[name] = TensorEntry(info["dtype"], tuple(info["shape"]), 8 + length + begin, end - begin)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise ValueError(f"`{self.path}` has an unusable safetensors header: {e!r}") from None
+        for name, entry in entries.items():
+            if entry.start + entry.nbytes > size or entry.nbytes < 0:
+                raise ValueError(f"`{self.path}`: tensor `{name}` lies beyond the end of the file ({size} bytes)")
+        return entries
+
+    def dtype(self, name: str) -> torch.dtype:
+        code = self.entries[name].dtype
+        if code not in DTYPES:
+            raise ValueError(f"`{self.path}`: tensor `{name}` has dtype {code}, which is not supported")
+        return DTYPES[code]
+
+    def read(self, name: str) -> Tensor:
+        """The tensor `name`, in fresh CPU memory."""
+        entry = self.entries[name]
+        out = torch.empty(entry.shape, dtype=self.dtype(name))
+        if out.nbytes != entry.nbytes:
+            raise ValueError(
+                f"`{self.path}`: tensor `{name}` has {entry.nbytes} bytes, its shape and dtype need {out.nbytes}"
+            )
+        view = memoryview(out.reshape(-1).view(torch.uint8).numpy())
+        done = 0
+        while done < entry.nbytes:
+            got = os.preadv(self._fd, [view[done:]], entry.start + done)
+            if got == 0:
+                raise ValueError(f"`{self.path}` ended inside tensor `{name}`")
+            done += got
+        return out
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> TensorFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
