@@ -1,4 +1,4 @@
-"""The HF engine's weight updates without whole-model copies: safetensors read one tensor at a time, updates checked
+"""Weight hand-offs without whole-model copies: safetensors written and read one tensor at a time, updates checked
 before any copy, `/reload_weights` re-reading the model directory, LoRA merges from copies of the adapted weights
 only, and the in-memory copy when the model directory cannot give the starting weights back."""
 
@@ -10,14 +10,15 @@ import shutil
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from prime_rl.inference.engines.base import EngineError
 from prime_rl.inference.engines.hf import setup_hf_engine
 from prime_rl.inference.engines.start_weights import StartWeights
-from prime_rl.inference.engines.tensor_file import TensorFile
 from prime_rl.weights.adapter import merge_adapter
 from prime_rl.weights.state import unique_state_dict
+from prime_rl.weights.tensor_file import TensorFile, write_tensor_file
 
 Q = "model.layers.0.self_attn.q_proj.weight"
 V = "model.layers.1.self_attn.v_proj.weight"
@@ -38,6 +39,21 @@ def test_tensor_file_reads_what_safetensors_wrote(tmp_path):
         for name, tensor in tensors.items():
             read = file.read(name)
             assert read.dtype == tensor.dtype and torch.equal(read, tensor), name
+
+
+def test_written_tensor_file_reads_back_with_safetensors(tmp_path):
+    tensors = {
+        "w": torch.randn(4, 3),
+        "t": torch.randn(3, 4).t(),  # not contiguous
+        "bf16": torch.randn(5).to(torch.bfloat16),
+        "empty": torch.zeros(0),
+    }
+    write_tensor_file(tensors, tmp_path / "w.safetensors", {"step": "3"})
+    with safe_open(str(tmp_path / "w.safetensors"), "pt") as f:
+        assert f.metadata() == {"step": "3"} and sorted(f.keys()) == sorted(tensors)
+        for name, tensor in tensors.items():
+            assert torch.equal(f.get_tensor(name), tensor), name
+    assert (tmp_path / "w.safetensors").read_bytes()[8:].index(b"{") == 0  # the JSON header follows its length
 
 
 def test_tensor_file_refuses_a_broken_file_naming_it(tmp_path):

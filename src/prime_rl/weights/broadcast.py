@@ -1,9 +1,10 @@
 """Trainer → inference weight hand-off on the filesystem: `broadcasts/step_N/model.safetensors` + `STABLE`.
 
-The file is `safetensors.torch.save_file` of the HF state dict with tied duplicates removed (e.g. `lm_head.weight`
-when the embeddings are tied); the inference server loads it with `POST /update_weights`. With LoRA the directory
-holds only the adapter in peft's format instead (`adapter_model.safetensors` + `adapter_config.json`,
-`weights/adapter.py`), which the server merges into its base weights.
+The file is a safetensors file (written tensor by tensor, `weights/tensor_file.py`) of the HF state dict with tied
+duplicates removed (e.g. `lm_head.weight` when the embeddings are tied); the inference server loads it with
+`POST /update_weights`. With LoRA the directory holds only the adapter in peft's format instead
+(`adapter_model.safetensors` + `adapter_config.json`, `weights/adapter.py`), which the server merges into its base
+weights.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from prime_rl.run_dir import RunDir, keep_last
 from prime_rl.trainer.lora import adapter_state, has_lora, save_adapter_config
@@ -19,6 +19,7 @@ from prime_rl.trainer.parallel import gather_weights, is_sharded
 from prime_rl.utils.fs import stable_dir
 from prime_rl.weights.adapter import ADAPTER_FILE
 from prime_rl.weights.state import unique_state_dict
+from prime_rl.weights.tensor_file import write_tensor_file
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -41,9 +42,9 @@ def broadcast_weights(model: torch.nn.Module, output_dir: Path, step: int, keep:
     metadata = {"format": "pt", "step": str(step)}
     with stable_dir(run.broadcast(step)) as tmp:
         if has_lora(model):
-            save_file(adapter_state(state), str(tmp / ADAPTER_FILE), metadata=metadata)
+            write_tensor_file(adapter_state(state), tmp / ADAPTER_FILE, metadata)
             save_adapter_config(model, tmp)
         else:
-            save_file(state, str(tmp / WEIGHTS_FILE), metadata=metadata)
+            write_tensor_file(state, tmp / WEIGHTS_FILE, metadata)
     keep_last(run.broadcasts, keep, protect={step})
     return run.broadcast(step)

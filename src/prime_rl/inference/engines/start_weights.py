@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from prime_rl.inference.engines.tensor_file import TensorFile
 from prime_rl.inference.engines.weights import tied_aliases
 from prime_rl.utils.logger import get_logger
 from prime_rl.weights.state import unique_state_dict
+from prime_rl.weights.tensor_file import TensorFile
 
 
 class StartWeights:

@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 
 from prime_rl.inference.engines.base import EngineError
-from prime_rl.inference.engines.tensor_file import TensorFile
 from prime_rl.inference.weight_paths import weight_files
 from prime_rl.weights.state import unique_state_dict
+from prime_rl.weights.tensor_file import TensorFile
 
 
 def tied_aliases(model: torch.nn.Module) -> dict[str, str]:

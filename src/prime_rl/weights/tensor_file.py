@@ -1,6 +1,7 @@
-"""A safetensors file read one tensor at a time into fresh memory, without mapping the file: a weight update then
-holds one tensor beyond the model, not a copy of the whole file (a mapped file's touched pages count as the reader's
-resident memory until it is unmapped)."""
+"""The safetensors format one tensor at a time: `TensorFile` reads a tensor into fresh memory without mapping the
+file (a mapped file's touched pages count as the reader's resident memory until it is unmapped), and
+`write_tensor_file` writes tensors straight from their memory (`safetensors.torch.save_file` first copies them all
+into one bytes object). A weight update or broadcast then holds one tensor beyond the model, not a copy of it."""
 
 from __future__ import annotations
 
@@ -108,3 +109,29 @@ class TensorFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def write_tensor_file(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Writes `tensors` to `path` in the safetensors format (readable by `safetensors.safe_open`), each tensor from
+    its own memory (a non-contiguous or non-CPU one is copied alone)."""
+    codes = {dtype: code for code, dtype in DTYPES.items()}
+    header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for name, tensor in tensors.items():
+        if tensor.dtype not in codes:
+            raise ValueError(f"tensor `{name}` has dtype {tensor.dtype}, which safetensors cannot store")
+        header[name] = {
+            "dtype": codes[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + tensor.nbytes],
+        }
+        offset += tensor.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for tensor in tensors.values():
+            flat = tensor.detach().cpu().contiguous().reshape(-1)
+            if flat.numel():
+                f.write(memoryview(flat.view(torch.uint8).numpy()))
