@@ -44,3 +44,13 @@ def test_cache_grows_without_losing_content_and_copies_slots():
     assert torch.equal(keys[1, 0, 1], torch.tensor([-1.0, -1.0]))
     cache.copy_slot(src=0, dst=2, length=4)
     assert torch.equal(cache.keys[1][2, :, :4], cache.keys[1][0, :, :4])
+
+
+def test_cache_reserves_ahead_no_further_than_the_limit():
+    cache = SlotKVCache(num_layers=1, num_kv_heads=1, head_dim=2, dtype=torch.float32, device=torch.device("cpu"))
+    cache.reserve(slots=4, length=44, limit=67)
+    assert (cache.slots, cache.length) == (4, 64)
+    cache.reserve(slots=4, length=65, limit=67)  # doubling would reserve 128
+    assert cache.length == 67 and cache.keys[0].shape == (4, 1, 67, 2)
+    cache.reserve(slots=4, length=70, limit=67)  # a limit below the need never shrinks it
+    assert cache.length == 70

@@ -255,13 +255,15 @@ class HFEngine(Engine):
         # Slot order of `prefill`: choice 0 of every request, then the other choices request by request.
         ordered = [r.sequences[0] for r in requests] + [s for r in requests for s in r.sequences[1:]]
         self.scheduler.add(requests, ordered)
-        logits = self.runner.prefill(prompts, first, [r.params.n for r in requests])
+        logits = self.runner.prefill(prompts, first, [r.params.n for r in requests], self.scheduler.longest_possible())
         self._sample_and_advance(logits, ordered)
 
     def _decode(self) -> None:
         seqs = self.scheduler.active
         self.stats["decode_steps"] += 1
-        logits = self.runner.decode([s.token_ids[-1] for s in seqs], [s.length for s in seqs])
+        logits = self.runner.decode(
+            [s.token_ids[-1] for s in seqs], [s.length for s in seqs], self.scheduler.longest_possible()
+        )
         for seq in seqs:
             seq.length += 1
         self._sample_and_advance(logits, seqs)

@@ -82,13 +82,16 @@ class SlotKVCache:
         self._write_pos: Tensor | None = None
         self._read_len = 0
 
-    def reserve(self, slots: int, length: int) -> None:
-        """Grows the buffers (keeping their content) to hold at least `slots` sequences of `length` tokens."""
+    def reserve(self, slots: int, length: int, limit: int | None = None) -> None:
+        """Grows the buffers (keeping their content) to hold at least `slots` sequences of `length` tokens; `limit`
+        (the longest any running sequence can get) caps the extra length reserved ahead."""
         if slots <= self.slots and length <= self.length:
             return
         new_slots = max(slots, self.slots)
         new_length = max(length, min(2 * self.length, length + 512)) if self.length else length
         new_length = -(-new_length // 64) * 64
+        if limit is not None:
+            new_length = max(length, self.length, min(new_length, limit))
         shape = (new_slots, self.num_kv_heads, new_length, self.head_dim)
         for store in (self.keys, self.values):
             for i in range(self.num_layers):

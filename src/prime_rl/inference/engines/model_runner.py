@@ -58,15 +58,18 @@ class ModelRunner:
             raise EngineError(f"model `{self.model_path}` defines no eos_token_id", status=500)
         return ids
 
-    def prefill(self, prompts: list[list[int]], first_slot: int, copies: list[int]) -> Float[Tensor, "rows vocab"]:
-        """Prefills `prompts` into slots `first_slot...`, then copies prompt `i` into `copies[i] - 1` more slots.
+    def prefill(
+        self, prompts: list[list[int]], first_slot: int, copies: list[int], limit: int | None = None
+    ) -> Float[Tensor, "rows vocab"]:
+        """Prefills `prompts` into slots `first_slot...`, then copies prompt `i` into `copies[i] - 1` more slots;
+        `limit` is the longest any running sequence can get (what the cache reserves at most).
 
         Returns the next-token logits of every slot filled, in slot order: one row per prompt, then the copies
         (prompt by prompt).
         """
         lengths = [len(p) for p in prompts]
         longest = max(lengths)
-        self.cache.reserve(first_slot + sum(copies), longest + 1)
+        self.cache.reserve(first_slot + sum(copies), longest + 1, limit)
         input_ids = torch.full((len(prompts), longest), self.pad_id, dtype=torch.long)
         for i, prompt in enumerate(prompts):
             input_ids[i, : lengths[i]] = torch.tensor(prompt)
@@ -93,11 +96,14 @@ class ModelRunner:
                 slot += 1
         return logits[torch.tensor(rows, device=self.device)]
 
-    def decode(self, last_tokens: list[int], lengths: list[int]) -> Float[Tensor, "batch vocab"]:
-        """One token for slots 0..len-1: `last_tokens[i]` goes to position `lengths[i]` of slot `i`."""
+    def decode(
+        self, last_tokens: list[int], lengths: list[int], limit: int | None = None
+    ) -> Float[Tensor, "batch vocab"]:
+        """One token for slots 0..len-1: `last_tokens[i]` goes to position `lengths[i]` of slot `i` (`limit`: as in
+        `prefill`)."""
         positions = torch.tensor(lengths)
         read_len = int(positions.max()) + 1
-        self.cache.reserve(len(lengths), read_len)
+        self.cache.reserve(len(lengths), read_len, limit)
         mask = torch.arange(read_len)[None, :] <= positions[:, None]
         input_ids = torch.tensor([[t] for t in last_tokens], device=self.device)
         positions_d = positions.to(self.device)

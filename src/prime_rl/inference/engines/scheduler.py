@@ -77,6 +77,10 @@ class Scheduler:
         self.active.extend(ordered)
         self.in_flight.extend(requests)
 
+    def longest_possible(self) -> int:
+        """The most tokens (prompt + completion) any running sequence can reach: what the KV cache needs at most."""
+        return max((len(s.request.prompt_ids) + s.request.max_new for s in self.active), default=0)
+
     def drop_cancelled(self) -> None:
         if not any(r.cancelled for r in self.in_flight):
             return
