@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoTokenizer
-
 from prime_rl.client import InferenceClient, InferenceError, RetryPolicy
 from prime_rl.environments import load_environments
 from prime_rl.environments.base import Environment
@@ -24,6 +22,7 @@ from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.orchestrator.difficulty import DifficultyPools
 from prime_rl.orchestrator.evaluation import eval_due, final_eval_logged, log_eval, run_eval, setup_eval_environments
 from prime_rl.orchestrator.generate import Generation, ScoreTimer, generate_groups
+from prime_rl.orchestrator.lazy_tokenizer import LazyTokenizer
 from prime_rl.orchestrator.metrics import (
     SAMPLE_COLUMNS,
     batch_metrics,
@@ -48,8 +47,8 @@ from prime_rl.utils.models import resolve_model_path
 from prime_rl.utils.wandb_logging import active_run, finish_wandb, setup_wandb
 
 
-def setup_tokenizer(config: OrchestratorConfig) -> Any:
-    return AutoTokenizer.from_pretrained(resolve_model_path(config.model.name))
+def setup_tokenizer(config: OrchestratorConfig) -> LazyTokenizer:
+    return LazyTokenizer(resolve_model_path(config.model.name))
 
 
 def setup_environments(config: OrchestratorConfig, tokenizer: Any) -> dict[str, Environment]:
