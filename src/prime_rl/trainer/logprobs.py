@@ -7,7 +7,10 @@ backward recomputes each chunk's logits, so no [tokens, vocab] float32 tensor ou
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
+from collections.abc import Iterator
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -31,6 +34,32 @@ def _scaled_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None, inv_temp
     return logits.to(_acc_dtype(logits.dtype))
 
 
+_IN_PLACE_HEAD_GRAD = contextvars.ContextVar("in_place_head_grad", default=False)
+
+
+@contextlib.contextmanager
+def in_place_head_grad() -> Iterator[None]:
+    """Forwards run under this are followed by `.backward()` (never `torch.autograd.grad`), so their LM-head
+    gradient may be added into `weight.grad` in place (`_accumulated_grad`)."""
+    token = _IN_PLACE_HEAD_GRAD.set(True)
+    try:
+        yield
+    finally:
+        _IN_PLACE_HEAD_GRAD.reset(token)
+
+
+def _accumulated_grad(weight: Tensor, acc: torch.dtype) -> Tensor | None:
+    """`weight.grad` when the LM head's gradient can be added into it in place: from the second micro-batch of a
+    step on, this saves a [vocab, hidden] buffer at the step's peak (all activations still alive). Only for a plain
+    tensor gradient of the accumulation dtype, no hooks and no double backward; None otherwise."""
+    grad = weight.grad
+    plain = type(weight) is torch.nn.Parameter and grad is not None and type(grad) is Tensor
+    hooked = bool(weight._backward_hooks) or bool(getattr(weight, "_post_accumulate_grad_hooks", None))
+    if not plain or hooked or torch.is_grad_enabled() or grad.dtype != acc or not grad.is_contiguous():
+        return None
+    return grad
+
+
 class ChunkedLogprobs(torch.autograd.Function):
     """(hidden [N, H], weight [V, H], bias [V] | None, labels [N], inv_temps [N]) -> (logprobs [N], entropy [N])."""
 
@@ -51,6 +80,7 @@ class ChunkedLogprobs(torch.autograd.Function):
             entropy[s:e] = -torch.einsum("nv,nv->n", p, logp)
         ctx.save_for_backward(hidden, weight, bias, labels, inv_temps, lse)
         ctx.chunk_size = chunk_size
+        ctx.in_place = _IN_PLACE_HEAD_GRAD.get()
         ctx.mark_non_differentiable(entropy)
         return logprobs, entropy
 
@@ -60,7 +90,8 @@ class ChunkedLogprobs(torch.autograd.Function):
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         acc = _acc_dtype(weight.dtype)
         grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros_like(weight, dtype=acc) if need_w else None
+        into = _accumulated_grad(weight, acc) if need_w and ctx.in_place else None
+        grad_w = into if into is not None else torch.zeros_like(weight, dtype=acc) if need_w else None
         grad_b = torch.zeros_like(bias, dtype=acc) if need_b else None
         n, chunk_size = hidden.shape[0], ctx.chunk_size
         for s in range(0, n, chunk_size):
@@ -78,7 +109,7 @@ class ChunkedLogprobs(torch.autograd.Function):
                 grad_w.addmm_(dz.T.to(acc), (hidden[s:e] * scale).to(acc))
             if need_b:
                 grad_b += (dz * scale).sum(0).to(acc)
-        grad_w = grad_w.to(weight.dtype) if need_w else None
+        grad_w = grad_w.to(weight.dtype) if need_w and into is None else None
         grad_b = grad_b.to(bias.dtype) if need_b else None
         return grad_h, grad_w, grad_b, None, None, None
 

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from prime_rl.trainer.logprobs import packed_logprobs
+from prime_rl.trainer.logprobs import in_place_head_grad, packed_logprobs
 from prime_rl.trainer.optim import clip_grad_norm
 from prime_rl.trainer.packing import MicroBatch
 from prime_rl.trainer.parallel import (
@@ -63,15 +63,16 @@ def forward_backward(
     metrics: dict[str, list[Tensor]] = {}
     for mb in micro_batches:
         mb = mb.to(device)
-        logprobs, entropy = logprobs_fn(
-            mb.input_ids,
-            mb.position_ids,
-            mb.temperatures,
-            mb.seq_lens,
-            chunk_size,
-            only=mb.loss_mask,
-            shared=mb.shared,
-        )
+        with in_place_head_grad():
+            logprobs, entropy = logprobs_fn(
+                mb.input_ids,
+                mb.position_ids,
+                mb.temperatures,
+                mb.seq_lens,
+                chunk_size,
+                only=mb.loss_mask,
+                shared=mb.shared,
+            )
         loss, loss_metrics = compute_micro_batch_loss(logprobs, mb, loss_fn, loss_scale, mb.teacher_logprobs)
         loss.backward()
         total += float(loss.detach())
