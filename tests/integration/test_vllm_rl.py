@@ -43,11 +43,6 @@ def test_one_word_three_steps_on_vllm(tmp_path: Path):
     assert not any(math.isnan(k) for k in kl) and abs(kl[0]) < 1e-3
 
 
-@pytest.mark.xfail(
-    reason="one run here (eager) died at step 0 in vLLM 0.32 CPU's `_bookkeeping_sync`: 'CPU Generator does not use "
-    "offset' (a seeded request whose prefill was chunked); cause not isolated",
-    strict=False,
-)
 def test_one_word_with_lora_on_vllm_serves_the_adapters(tmp_path: Path):
     """`[model.lora]` with the vLLM engine (eager, to start faster): two synchronous steps, the second sampled with
     the trainer's adapter of policy 1, which vLLM holds alone."""
