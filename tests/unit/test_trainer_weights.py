@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from prime_rl.inference.engines.weights import copy_into, read_weight_dir
+from prime_rl.inference.engines.weights import check_weight_dir
 from prime_rl.trainer.config import TrainerModelConfig
 from prime_rl.trainer.model import setup_model, setup_tokenizer
 from prime_rl.weights.broadcast import broadcast_weights
@@ -26,7 +26,9 @@ def test_broadcast_drops_tied_lm_head_and_keeps_last(tiny_model_dir, tmp_path):
     assert "lm_head.weight" not in keys and "model.embed_tokens.weight" in keys
 
     fresh = AutoModelForCausalLM.from_pretrained(tiny_model_dir)  # loaded as the inference server loads it
-    copy_into(fresh, read_weight_dir(path, fresh))
+    checked = check_weight_dir(path, fresh)
+    checked.copy_into_model(fresh)
+    checked.close()
     torch.testing.assert_close(fresh.model.embed_tokens.weight, model.model.embed_tokens.weight, atol=0, rtol=0)
     torch.testing.assert_close(fresh.lm_head.weight, model.lm_head.weight, atol=0, rtol=0)
 

@@ -94,15 +94,6 @@ def _check_files(weight_dir: Path, model: torch.nn.Module, checked: CheckedWeigh
         raise EngineError(f"weight_dir `{weight_dir}` is missing {shown}", "weight_dir")
 
 
-def read_weight_dir(weight_dir: Path, model: torch.nn.Module) -> dict[str, Tensor]:
-    """`check_weight_dir`, then every tensor in memory, keyed by canonical parameter name."""
-    checked = check_weight_dir(weight_dir, model)
-    try:
-        return {canonical: file.read(name) for canonical, (file, name) in checked.sources.items()}
-    finally:
-        checked.close()
-
-
 def _check_values(file: Path, name: str, tensor: Tensor) -> None:
     if not tensor.dtype.is_floating_point:
         raise EngineError(
