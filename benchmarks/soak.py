@@ -55,19 +55,9 @@ def write_config(run_dir: Path, model_dir: Path, steps: int, async_level: int) -
 
 def descendants(root: int) -> dict[int, str]:
     """`{pid: name}` of every process below `root` (name: the `rl` process it is, else its command's first word)."""
-    parents: dict[int, list[int]] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        parents.setdefault(int(stat.rpartition(")")[2].split()[1]), []).append(int(entry))
-    found, todo = {}, list(parents.get(root, []))
-    while todo:
-        pid = todo.pop()
-        found[pid] = _name(pid)
-        todo += parents.get(pid, [])
-    return found
+    from prime_rl.utils import lifecycle
+
+    return {pid: _name(pid) for pid in lifecycle.descendants(root)}
 
 
 def _name(pid: int) -> str:

@@ -340,15 +340,38 @@ def test_concurrent_seeded_prompts_over_the_token_budget_are_served(server: Serv
     assert httpx.get(f"{server.url}/health").status_code == 200
 
 
-def test_a_killed_worker_stops_the_server_with_the_reason(server: Server):
-    """Last in the module (it ends the server): vLLM's worker killed as by the out-of-memory killer."""
+def server_process(output_dir: Path):
+    """The `psutil.Process` of the server started on `output_dir` by this test process."""
     import psutil
 
-    config = str(server.output_dir / "inference.toml")
+    config = str(output_dir / "inference.toml")
     (proc,) = [p for p in psutil.Process().children() if any(config in arg for arg in p.cmdline())]
+    return proc
+
+
+def test_a_killed_worker_stops_the_server_with_the_reason(server: Server):
+    """Last user of the module's server (it ends it): vLLM's worker killed as by the out-of-memory killer."""
+    proc = server_process(server.output_dir)
     workers = [p for p in proc.children(recursive=True) if p.name() == "VLLM::Worker"]
     assert len(workers) == 1, [p.name() for p in proc.children(recursive=True)]
     workers[0].kill()
     assert proc.wait(timeout=120) == 1
     log = (server.output_dir / "inference.log").read_text()
     assert "inference server stopped: vLLM's engine core died" in log
+
+
+def test_sigkill_of_the_server_leaves_none_of_vllms_processes(tmp_path: Path):
+    """The server killed as by the out-of-memory killer takes vLLM's engine core and worker with it within 10 s (they
+    ran on, parent pid 1, 3.9 GB). Its own server, started after the module's has ended."""
+    import psutil
+
+    from prime_rl.utils.lifecycle import alive_after, descendants
+
+    with vllm_server(tmp_path):
+        proc = server_process(tmp_path)
+        tree = descendants(proc.pid)
+        names = [psutil.Process(pid).name() for pid in tree]
+        assert {"VLLM::EngineCore", "VLLM::Worker"} <= set(names), names
+        proc.kill()
+        assert proc.wait(timeout=30) == -9
+        assert alive_after(tree, 10.0) == [], names

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -14,7 +15,7 @@ from prime_rl.eval.server import free_port
 from prime_rl.launcher.config import RLConfig
 from prime_rl.launcher.preflight import RunLock, check_port_free
 from prime_rl.utils.config import ConfigError, parse_config
-from prime_rl.utils.lifecycle import alive, alive_after
+from prime_rl.utils.lifecycle import LAUNCHER_PID_ENV, alive, alive_after, descendants, watch_launcher
 
 
 def test_run_lock_names_the_holder_and_is_free_once_its_holders_exit(tmp_path):
@@ -107,6 +108,40 @@ def test_children_and_grandchildren_die_with_their_launcher(mechanism):
     assert alive_after(pids, 5.0) == []
 
 
+# vLLM's engine core: started by a library (no parent-death signal), it starts a worker that watches nothing.
+LIBRARY_LAUNCHER = """
+import os, subprocess, sys, time
+from prime_rl.utils.lifecycle import launcher_env
+core = subprocess.Popen([sys.executable, "-c", CORE], env=launcher_env(dict(os.environ)), stdout=subprocess.PIPE)
+print(core.pid, int(core.stdout.readline()), flush=True)
+time.sleep(60)
+"""
+CORE = """
+import subprocess, sys, time
+from prime_rl.utils.lifecycle import watch_launcher
+watch_launcher("core", 0.1)
+print(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]).pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_process_a_library_started_takes_its_descendants_along_when_its_launcher_dies():
+    code = f"CORE = {CORE!r}\n{LIBRARY_LAUNCHER}"
+    launcher = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    core, worker = map(int, launcher.stdout.readline().split())
+    assert descendants(launcher.pid) == [core, worker]
+    os.kill(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    assert alive_after([core, worker], 5.0) == []
+
+
+def test_watch_launcher_in_the_launcher_itself_watches_nothing(monkeypatch):
+    monkeypatch.setenv(LAUNCHER_PID_ENV, str(os.getpid()))
+    threads = threading.active_count()
+    watch_launcher("in-process")
+    assert threading.active_count() == threads
+
+
 def test_process_dying_during_start_up_gets_the_resume_hint(tmp_path, monkeypatch, capsys):
     from prime_rl.launcher import supervise
 
@@ -176,21 +211,9 @@ def test_a_check_forked_by_rl_dies_with_it():
     script = "from prime_rl.launcher.fork import call_in_fork; call_in_fork('time:sleep', 60)"
     parent = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.monotonic() + 60
-    while not (children := _children(parent.pid)) and time.monotonic() < deadline:
+    while not (children := descendants(parent.pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert children, "the check's child never started"
     parent.kill()
     parent.wait()
     assert alive_after(children, 5.0) == []
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                if int(f.read().rpartition(")")[2].split()[1]) == pid:
-                    found.append(int(entry))
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return found

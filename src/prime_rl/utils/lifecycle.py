@@ -3,6 +3,7 @@ a watchdog thread in the child that exits once its launcher is gone (everywhere,
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -75,13 +76,44 @@ def _task_state(pid: int, tid: str) -> str | None:
         return None
 
 
+def descendants(root: int) -> list[int]:
+    """Pids of every process below `root`, parents before their children (empty without procfs)."""
+    if not os.path.isdir("/proc/self/task"):
+        return []
+    children: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                children.setdefault(int(f.read().rpartition(")")[2].split()[1]), []).append(int(entry))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop(0)
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
 def watch_parent(name: str, poll: float = POLL_SECONDS) -> None:
     """Exits this process once its launcher (`PRIME_RL_LAUNCHER_PID`) is gone or it was re-parented (the direct
     parent, e.g. `torchrun` between `rl` and a rank, died). No-op when started by hand."""
     launcher = os.environ.get(LAUNCHER_PID_ENV)
-    if not launcher:
-        return
-    launcher_pid, parent = int(launcher), os.getppid()
+    if launcher:
+        _watch(name, int(launcher), poll, kill_descendants=False)
+
+
+def watch_launcher(name: str, poll: float = POLL_SECONDS) -> None:
+    """`watch_parent` for a process a library started (vLLM's engine core): once orphaned, it first SIGKILLs its own
+    descendants, which run none of our code and so watch nothing. No-op in the launcher itself (a library that kept
+    the work in-process)."""
+    launcher = os.environ.get(LAUNCHER_PID_ENV)
+    if launcher and int(launcher) != os.getpid():
+        _watch(name, int(launcher), poll, kill_descendants=True)
+
+
+def _watch(name: str, launcher_pid: int, poll: float, kill_descendants: bool) -> None:
+    parent = os.getppid()
 
     def orphaned() -> bool:
         return os.getppid() != parent or not alive(launcher_pid)
@@ -90,6 +122,10 @@ def watch_parent(name: str, poll: float = POLL_SECONDS) -> None:
         while not orphaned():
             time.sleep(poll)
         print(f"{name}: launcher (pid {launcher_pid}) is gone: exiting", file=sys.stderr, flush=True)
+        if kill_descendants:
+            for pid in descendants(os.getpid()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         os._exit(1)
 
     if orphaned():

@@ -144,9 +144,15 @@ class VLLMEngine(Engine):
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        from prime_rl.inference.engines.vllm_executor import executor_dying_with_server
+
         self._ready, self._swap_lock = asyncio.Event(), asyncio.Lock()
         self._ready.set()
-        self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**self.engine_args))
+        args = AsyncEngineArgs(**self.engine_args)
+        vllm_config = args.create_engine_config()
+        executor = executor_dying_with_server(vllm_config)
+        log = {"log_stats": not args.disable_log_stats, "log_requests": args.enable_log_requests}
+        self._llm = AsyncLLM(vllm_config, executor, **log)
         self.max_model_len = int(self._llm.model_config.max_model_len)
         self.vocab_size = int(self._llm.model_config.get_vocab_size())
 
