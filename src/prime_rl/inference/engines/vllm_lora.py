@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from prime_rl.inference.engines.base import EngineError
 
 if TYPE_CHECKING:
-    from prime_rl.inference.engines.vllm_weights import ParameterTable
+    from prime_rl.inference.engines.weights import ParameterTable
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """The values vLLM 0.32 accepts for `max_lora_rank`; a smaller adapter is zero-padded to it (same outputs)."""

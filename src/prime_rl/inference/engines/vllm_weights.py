@@ -3,18 +3,9 @@ the file headers, before vLLM's workers load anything (so a wrong model's weight
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from prime_rl.inference.engines.base import EngineError
-
-
-@dataclass
-class ParameterTable:
-    """HF names of the served model: canonical name -> shape, and every name (tied ones too) -> its canonical name."""
-
-    shapes: dict[str, tuple[int, ...]]
-    aliases: dict[str, str]
+from prime_rl.inference.engines.weights import CheckedWeights, ParameterTable, check_tensor_files
 
 
 def parameter_table(model_path: str) -> ParameterTable:
@@ -36,35 +27,10 @@ def parameter_table(model_path: str) -> ParameterTable:
 
 
 def check_weight_dir(weight_dir: Path, table: ParameterTable) -> None:
-    """Raises EngineError (404 no files, 400 unknown name / wrong shape / missing parameter) naming the tensor."""
-    from safetensors import safe_open
-
-    if not weight_dir.is_dir():
-        raise EngineError(f"weight_dir `{weight_dir}` does not exist or is not a directory", "weight_dir", 404)
-    files = sorted(weight_dir.glob("*.safetensors"))
-    if not files:
-        raise EngineError(f"weight_dir `{weight_dir}` holds no *.safetensors file", "weight_dir", 404)
-    found: set[str] = set()
-    for file in files:
-        try:
-            with safe_open(file, framework="pt") as f:
-                shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
-        except Exception as e:
-            raise EngineError(f"cannot read `{file}`: {e}", "weight_dir") from e
-        for name, shape in shapes.items():
-            if name not in table.aliases:
-                raise EngineError(
-                    f"`{file.name}` has tensor `{name}`, which the served model does not have", "weight_dir"
-                )
-            canonical = table.aliases[name]
-            if shape != table.shapes[canonical]:
-                raise EngineError(
-                    f"`{file.name}`: tensor `{name}` has shape {shape}, "
-                    f"the served model expects {table.shapes[canonical]}",
-                    "weight_dir",
-                )
-            found.add(canonical)
-    missing = sorted(set(table.shapes) - found)
-    if missing:
-        shown = ", ".join(f"`{m}`" for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise EngineError(f"weight_dir `{weight_dir}` is missing {shown}", "weight_dir")
+    """Raises EngineError (404 no files, 400 unknown name / wrong shape / missing parameter) naming the tensor; reads
+    the file headers only (vLLM's workers read the tensors)."""
+    checked = CheckedWeights([])
+    try:
+        check_tensor_files(weight_dir, table, checked)
+    finally:
+        checked.close()

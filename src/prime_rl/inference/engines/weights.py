@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,21 @@ def tied_aliases(model: torch.nn.Module) -> dict[str, str]:
     for name, tensor in model.state_dict().items():
         aliases[name] = canonical.setdefault(tensor.data_ptr(), name)
     return aliases
+
+
+@dataclass
+class ParameterTable:
+    """The served model's tensor names: canonical name -> shape, and every name (tied ones too) -> its canonical
+    name. Both engines check a weight directory against one (`check_tensor_files`)."""
+
+    shapes: dict[str, tuple[int, ...]]
+    aliases: dict[str, str]
+
+
+def model_table(model: torch.nn.Module) -> ParameterTable:
+    """The table of a loaded model's state dict (the HF engine's)."""
+    shapes = {name: tuple(tensor.shape) for name, tensor in unique_state_dict(model).items()}
+    return ParameterTable(shapes, tied_aliases(model))
 
 
 @dataclass
@@ -54,16 +70,22 @@ def check_weight_dir(weight_dir: Path, model: torch.nn.Module) -> CheckedWeights
     """
     checked = CheckedWeights([])
     try:
-        _check_files(weight_dir, model, checked)
+        check_tensor_files(weight_dir, model_table(model), checked, _check_tensor)
     except BaseException:
         checked.close()
         raise
     return checked
 
 
-def _check_files(weight_dir: Path, model: torch.nn.Module, checked: CheckedWeights) -> None:
-    aliases = tied_aliases(model)
-    expected = unique_state_dict(model)
+def check_tensor_files(
+    weight_dir: Path,
+    table: ParameterTable,
+    checked: CheckedWeights,
+    check_tensor: Callable[[TensorFile, str], None] | None = None,
+) -> None:
+    """Opens the `*.safetensors` files of `weight_dir` into `checked` and matches each tensor's name and shape (from
+    the file header) against `table`, then hands it to `check_tensor`; raises EngineError naming the file and the
+    tensor, or the parameters no file holds."""
     for path in weight_files(weight_dir):
         try:
             file = TensorFile(path)
@@ -71,27 +93,32 @@ def _check_files(weight_dir: Path, model: torch.nn.Module, checked: CheckedWeigh
             raise EngineError(f"cannot read `{path}`: {e}", "weight_dir") from e
         checked.files.append(file)
         for name, entry in file.entries.items():
-            if name not in aliases:
+            if name not in table.aliases:
                 raise EngineError(
                     f"`{path.name}` has tensor `{name}`, which the served model does not have", "weight_dir"
                 )
-            canonical = aliases[name]
-            if entry.shape != tuple(expected[canonical].shape):
+            canonical = table.aliases[name]
+            if entry.shape != table.shapes[canonical]:
                 raise EngineError(
                     f"`{path.name}`: tensor `{name}` has shape {entry.shape}, "
-                    f"the served model expects {tuple(expected[canonical].shape)}",
+                    f"the served model expects {table.shapes[canonical]}",
                     "weight_dir",
                 )
-            try:
-                tensor = file.read(name)
-            except (OSError, ValueError) as e:
-                raise EngineError(f"cannot read `{path}`: {e}", "weight_dir") from e
-            _check_values(path, name, tensor)
+            if check_tensor is not None:
+                check_tensor(file, name)
             checked.sources[canonical] = (file, name)
-    missing = sorted(set(expected) - set(checked.sources))
+    missing = sorted(set(table.shapes) - set(checked.sources))
     if missing:
         shown = ", ".join(f"`{m}`" for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise EngineError(f"weight_dir `{weight_dir}` is missing {shown}", "weight_dir")
+
+
+def _check_tensor(file: TensorFile, name: str) -> None:
+    try:
+        tensor = file.read(name)
+    except (OSError, ValueError) as e:
+        raise EngineError(f"cannot read `{file.path}`: {e}", "weight_dir") from e
+    _check_values(file.path, name, tensor)
 
 
 def _check_values(file: Path, name: str, tensor: Tensor) -> None:
