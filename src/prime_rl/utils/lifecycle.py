@@ -1,5 +1,6 @@
 """Processes die with the process that launched them: a parent-death signal set between fork and exec (Linux), and
-a watchdog thread in the child that exits once its launcher is gone (everywhere, and for grandchildren too)."""
+a watchdog thread in the child that exits once its launcher is gone (everywhere, and for grandchildren too; one in a
+process a library started, such as vLLM's engine core, first kills that process's own children)."""
 
 from __future__ import annotations
 
