@@ -90,6 +90,11 @@ def setup_vllm_engine(config: InferenceConfig) -> VLLMEngine:
     if not on_gpu and config.num_threads and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
         # vLLM's CPU worker otherwise pins its threads to cores it picks itself, ignoring `num_threads`.
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
+    if not on_gpu:
+        # vLLM 0.32's AOT compile cache never loads on CPU: its loader calls `finalize_loading` of vLLM's own compiled
+        # function, but the CPU build compiles with plain inductor, so every start compiled again. Without it, torch's
+        # inductor caches serve the next start (benchmarks/vllm_startup.py).
+        os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
     setup_threads(config.num_threads, "inference")
     model_path = resolve_model_path(config.model.name)
     engine = VLLMEngine(model_path, vllm_engine_args(config, model_path, on_gpu), config.seed)
