@@ -104,3 +104,13 @@ def test_one_word_eval_on_training_questions_asks_each_once():
 def test_reverse_text_strict_selects_the_strict_reward():
     assert [f.__name__ for f in load_environment("reverse-text", strict=True).rubric.funcs] == ["strict_lcs_reward"]
     assert [f.__name__ for f in load_environment("reverse-text").rubric.funcs] == ["lcs_reward"]
+
+
+def test_reverse_text_reversal_weight_adds_the_reversal_reward():
+    env = load_environment("reverse-text", strict=True, reversal_weight=0.0)
+    assert [f.__name__ for f in env.rubric.funcs] == ["strict_lcs_reward", "strict_reversal_reward"]
+    assert env.rubric.weights == [1.0, 0.0]
+    env = load_environment("reverse-text", lcs_weight=0.0, reversal_weight=1.0)
+    assert [f.__name__ for f in env.rubric.funcs] == ["lcs_reward", "reversal_reward"]
+    assert env.rubric.weights == [0.0, 1.0]
+    assert load_environment("reverse-text").rubric.weights == [1.0]

@@ -10,7 +10,13 @@ from prime_rl.environments import Example, Rollout, load_environment
 from prime_rl.environments.guess_number import parse_guess
 from prime_rl.environments.one_word import correct, correct_one_word, one_word
 from prime_rl.environments.parsing import count_words, last_assistant_text, lcs_length, lcs_ratio, parse_answer
-from prime_rl.environments.reverse_text import lcs_reward, strict_lcs_reward
+from prime_rl.environments.reverse_text import (
+    lcs_reward,
+    reversal_reward,
+    reversal_score,
+    strict_lcs_reward,
+    strict_reversal_reward,
+)
 
 
 def reply(text: str) -> list[dict]:
@@ -72,6 +78,34 @@ def test_reverse_text_strict_reward_needs_one_closed_block_and_nothing_else():
     assert strict_lcs_reward(reply("<answer>a<answer>olleh</answer>"), "olleh") == 0.0  # a nested opening tag
     assert strict_lcs_reward(reply("olleh"), "olleh") == 0.0
     assert strict_lcs_reward([], "olleh") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("parsed", "answer", "score"),
+    [
+        ("olleh", "olleh", 1.0),
+        ("olleh", "hello", 0.0),  # LCS ratio 0.4, below the chance floor: clipped
+        ("abcde", "ace", 0.5),  # ratio 0.75
+        ("dlrow", "dlrwo", 0.6),  # ratio 0.8
+        ("ab", "abcd", 1 / 3),  # ratio 2/3
+        ("", "", 1.0),
+        ("", "abc", 0.0),
+        ("eeffoc elcric", "eeffoc elcrix", 1 - 2 / 13),  # one wrong letter of 13: ratio 12/13
+    ],
+)
+def test_reversal_score_rescales_the_lcs_ratio_above_the_chance_floor(parsed, answer, score):
+    assert reversal_score(parsed, answer) == pytest.approx(score, abs=1e-12)
+
+
+def test_reversal_rewards_parse_as_their_lcs_counterparts():
+    assert reversal_reward(reply("<answer>olleh</answer>"), "olleh") == 1.0
+    assert reversal_reward(reply("<answer>oll"), "olleh") == pytest.approx(0.5)  # truncated: ratio 0.75
+    assert reversal_reward(reply("<answer>olleh</answer> done"), "olleh") == 1.0
+    assert reversal_reward(reply("olleh"), "olleh") == 0.0
+    assert strict_reversal_reward(reply(" <answer> dlrow </answer>\n"), "dlrwo") == pytest.approx(0.6)
+    assert strict_reversal_reward(reply("<answer>olleh</answer> done"), "olleh") == 0.0
+    assert strict_reversal_reward(reply("<answer>oll"), "olleh") == 0.0
+    assert strict_reversal_reward([], "olleh") == 0.0
 
 
 @pytest.mark.parametrize(

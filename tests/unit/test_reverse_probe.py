@@ -38,3 +38,19 @@ def test_chance_floors_are_seeded_and_exact(probe):
     assert floors["random letters"]["reward"] == pytest.approx(0.2942, abs=1e-4)
     assert floors["another phrase reversed"]["reward"] == pytest.approx(0.3647, abs=1e-4)
     assert probe.chance_floors(num_examples=10, k=2) == floors
+
+
+def test_reversal_score_floors_and_near_reversals(probe):
+    from prime_rl.environments.reverse_text import reversal_score
+
+    floors = probe.chance_floors(num_examples=10, k=2, score=reversal_score)
+    assert floors["unreversed"]["reward"] == pytest.approx(0.0053, abs=1e-4)
+    assert floors["shuffled letters"]["reward"] == pytest.approx(0.0237, abs=1e-4)
+    assert floors["random letters"]["reward"] == 0.0
+    assert floors["another phrase reversed"]["reward"] == 0.0
+    near = probe.near_reversals(num_examples=10, k=2, score=reversal_score)
+    assert list(near) == ["one wrong letter", "first word only", "exact"]
+    assert near["exact"]["reward"] == 1.0
+    assert near["one wrong letter"]["reward"] == pytest.approx(0.8949, abs=1e-4)
+    assert near["first word only"]["reward"] == pytest.approx(0.0851, abs=1e-4)
+    assert probe.near_reversals(num_examples=10, k=2, score=reversal_score) == near
