@@ -14,7 +14,7 @@ from prime_rl.environments.types import Rollout, SamplingConfig, Turn
 from prime_rl.eval.config import EvalConfig, OnlineEvalConfig
 from prime_rl.eval.evaluate import evaluate, online_eval
 from prime_rl.eval.metrics import group_metrics, k_values, pass_at_k
-from prime_rl.eval.report import results_table
+from prime_rl.eval.report import results_table, rubric_table
 from prime_rl.eval.server import policy_targets, server_config, write_server_config
 from prime_rl.inference.config import InferenceConfig
 from prime_rl.utils.config import ConfigError, parse_config
@@ -193,6 +193,22 @@ def test_results_table():
         "base    | a   | 0.2500 | 0.2500 | 0.5000 | 3.5 |      0.50 |    0.00",
         "step_10 | a   | 0.2500 | 0.2500 | 0.5000 | 3.5 |      0.50 |    0.00",
     ]
+
+
+def test_rubric_table_shows_every_rubric_function_when_an_env_logs_several():
+    results = {
+        "base": {"metrics": {"a/avg@2": 0.3, "a/reward/lcs": 0.3, "a/reward/rev": 0.0, "b/reward/solved": 0.5}},
+        "step_8": {"metrics": {"a/avg@2": 0.4, "a/reward/lcs": 0.4, "a/reward/rev": 0.125, "b/reward/solved": 1.0}},
+    }
+    assert rubric_table(results, ["a", "b"]).splitlines() == [
+        "policy | env |    lcs |    rev | solved",
+        "-------+-----+--------+--------+-------",
+        "base   | a   | 0.3000 | 0.0000 |      -",
+        "base   | b   |      - |      - | 0.5000",
+        "step_8 | a   | 0.4000 | 0.1250 |      -",
+        "step_8 | b   |      - |      - | 1.0000",
+    ]
+    assert rubric_table(results, ["b"]) is None  # one function: the reward column says it all
 
 
 def test_eval_starts_the_server_of_an_inference_config(tmp_path: Path):

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 from prime_rl.client import InferenceError
 from prime_rl.eval.config import EvalConfig
 from prime_rl.eval.evaluate import eval_examples, evaluate, example_limits, load_eval_environments
-from prime_rl.eval.report import results_document, results_table, write_results
+from prime_rl.eval.report import results_document, results_table, rubric_table, write_results
 from prime_rl.eval.server import inference_server, load_policy, policy_targets, setup_client
 from prime_rl.run_dir import RunDir
 from prime_rl.utils.config import ConfigError, RunError, config_key
@@ -84,5 +84,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     document = results_document(config, results)
     path = write_results(RunDir(config.output_dir).eval_results, document)
     print(results_table(results, list(envs), config.rollouts_per_example))
+    if (rubric := rubric_table(results, list(envs))) is not None:
+        print(rubric)
     logger.info(f"results written to {path}")
     return document

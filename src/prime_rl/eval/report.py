@@ -28,6 +28,18 @@ def write_results(path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
+def format_table(columns: list[str], rows: list[list[str]]) -> str:
+    """Columns separated by `|`, the first two left-aligned (labels), the others right-aligned (numbers)."""
+    widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
+
+    def line(cells: list[str]) -> str:
+        return " | ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([line(columns), "-+-".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
 def results_table(results: dict[str, dict[str, Any]], env_names: list[str], n: int) -> str:
     """One row per (policy, environment): avg@n, pass@1, pass@n, mean completion length, truncated, errored."""
     passes = list(dict.fromkeys([f"pass@{k_values(n)[0]}", f"pass@{n}"]))
@@ -47,14 +59,24 @@ def results_table(results: dict[str, dict[str, Any]], env_names: list[str], n: i
                     f"{m[f'{env}/errored']:.2f}",
                 ]
             )
-    widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
+    return format_table(columns, rows)
 
-    def line(cells: list[str]) -> str:
-        return " | ".join(
-            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
 
-    return "\n".join([line(columns), "-+-".join("-" * w for w in widths), *(line(r) for r in rows)])
+def rubric_table(results: dict[str, dict[str, Any]], env_names: list[str]) -> str | None:
+    """One row per (policy, environment): the mean of each rubric function (weighted or logged only); None when no
+    environment logs more than one (the reward column of `results_table` already shows it)."""
+    means = {
+        (label, env): {k.split("/", 2)[2]: v for k, v in entry["metrics"].items() if k.startswith(f"{env}/reward/")}
+        for label, entry in results.items()
+        for env in env_names
+    }
+    if all(len(row) < 2 for row in means.values()):
+        return None
+    columns = list(dict.fromkeys(name for row in means.values() for name in row))
+    rows = [
+        [label, env, *(f"{row[c]:.4f}" if c in row else "-" for c in columns)] for (label, env), row in means.items()
+    ]
+    return format_table(["policy", "env", *columns], rows)
 
 
 def eval_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -89,11 +111,4 @@ def before_after_table(records: list[dict[str, Any]]) -> str | None:
         for (env, metric), value in before.items()
         if (env, metric) in after
     ]
-    widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
-
-    def line(cells: list[str]) -> str:
-        return " | ".join(
-            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([line(columns), "-+-".join("-" * w for w in widths), *(line(r) for r in rows)])
+    return format_table(columns, rows)
