@@ -7,7 +7,8 @@ memory levers of issue 13), both in this invocation, one after the other.
 The RSS of `rl` and every descendant (inference, orchestrator, trainer and any children) is sampled every 0.5 s; a
 process's peak is the largest RSS seen, and the tree's peak is the largest sum over one sample. Seconds per step are
 the mean orchestrator step time (`time/step` in metrics/orchestrator.jsonl) after the first step (which also waits for
-the first weights). Prints a per-process peak table for each run and, last,
+the first weights). Prints a per-process table for each run (each process's own peak, and its RSS in the sample
+where the tree peaked) and, last,
 `rl_peak_rss: X GiB (baseline: Y GiB, ratio: R.RRx)` (ratio = baseline / ours) and the seconds-per-step ratio line.
 """
 
@@ -38,6 +39,8 @@ class TreeSample:
 
     peak_total: int = 0
     peak_by_role: dict[str, int] = field(default_factory=dict)
+    at_peak: dict[str, int] = field(default_factory=dict)
+    """Each role's RSS in the sample where the tree peaked (the peaks of the roles need not meet)."""
     samples: list[dict[str, int]] = field(default_factory=list)
     """Every sample's RSS per role (for `--trace`)."""
 
@@ -72,7 +75,8 @@ def sample_tree(root: psutil.Process, peaks: TreeSample) -> None:
             continue
         by_role[role] = by_role.get(role, 0) + rss
     peaks.samples.append(by_role)
-    peaks.peak_total = max(peaks.peak_total, sum(by_role.values()))
+    if sum(by_role.values()) > peaks.peak_total:
+        peaks.peak_total, peaks.at_peak = sum(by_role.values()), by_role
     for role, rss in by_role.items():
         peaks.peak_by_role[role] = max(peaks.peak_by_role.get(role, 0), rss)
 
@@ -106,10 +110,12 @@ def run(source: Path, max_steps: int, interval: float = 0.5) -> tuple[TreeSample
 
 
 def print_table(label: str, peaks: TreeSample, step_s: float) -> None:
-    print(f"{label}: peak RSS per process (GiB), {step_s:.2f} s/step")
+    print(f"{label}: RSS per process (GiB), {step_s:.2f} s/step")
+    print(f"  {'':<13} {'peak':>6} {'at tree peak':>13}")
     for role in ("rl", *ROLES, "other"):
         if role in peaks.peak_by_role:
-            print(f"  {role:<13} {peaks.peak_by_role[role] / GIB:6.2f}")
+            at_peak = peaks.at_peak.get(role, 0) / GIB
+            print(f"  {role:<13} {peaks.peak_by_role[role] / GIB:6.2f} {at_peak:13.2f}")
     print(f"  {'tree (peak)':<13} {peaks.peak_total / GIB:6.2f}", flush=True)
 
 
