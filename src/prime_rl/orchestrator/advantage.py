@@ -1,6 +1,7 @@
-"""The configured advantage (`setup_advantage_fn`), the default, and `compute_advantages` over a flat batch of groups.
+"""The configured advantage (`setup_advantage_fn`), the default, and the tensor path of `compute_advantages`.
 
-The contract types live in `advantage_types.py` and are re-exported here (the seed's import path).
+The contract types live in `advantage_types.py` and `compute_advantages` in `batch_advantages.py` (the built-ins
+without torch); both are re-exported here (the seed's import path).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from torch import Tensor
 
 from prime_rl.orchestrator.advantage_types import AdvantageFn, AdvantageInputs, AdvantageOutputs
 from prime_rl.orchestrator.advantages import ADVANTAGE_FUNCTIONS
+from prime_rl.orchestrator.batch_advantages import compute_advantages
 from prime_rl.orchestrator.config import AdvantageConfig, AdvantageConfigType, CustomAdvantageConfig
 from prime_rl.utils.plugins import checked
 
@@ -72,19 +74,11 @@ def setup_advantage_fn(config: AdvantageConfigType) -> AdvantageFn:
     return checked(fn, name, config.model_dump(exclude={"type"}), check_advantage_outputs)
 
 
-def compute_advantages(
-    rewards: list[float],
-    completion_lengths: list[int],
-    samples_per_problem: int,
-    advantage_config: AdvantageConfigType,
+def tensor_advantages(
+    rewards: list[float], completion_lengths: list[int], samples_per_problem: int, advantage_config: AdvantageConfigType
 ) -> list[float]:
-    """Advantages of a flat list of complete groups (`samples_per_problem` consecutive rollouts per example)."""
-    if len(rewards) != len(completion_lengths):
-        raise ValueError(f"{len(rewards)} rewards but {len(completion_lengths)} completion lengths")
-    if samples_per_problem <= 0 or len(rewards) % samples_per_problem:
-        raise ValueError(
-            f"{len(rewards)} rewards do not split into groups of samples_per_problem={samples_per_problem}"
-        )
+    """`compute_advantages` through the tensor contract: the configured function on `[groups, samples_per_problem]`
+    float64 rewards and int64 lengths (inputs already checked)."""
     inputs = AdvantageInputs(
         rewards=torch.tensor(rewards, dtype=torch.float64).view(-1, samples_per_problem),
         completion_lengths=torch.tensor(completion_lengths, dtype=torch.long).view(-1, samples_per_problem),

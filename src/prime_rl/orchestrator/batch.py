@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prime_rl.environments.types import Example, Rollout
-from prime_rl.orchestrator.advantage import compute_advantages
+from prime_rl.orchestrator.batch_advantages import compute_advantages
 from prime_rl.orchestrator.trajectories import SampleParts, rollout_to_samples
 from prime_rl.transport.types import TrainingBatch, TrainingSample
 
