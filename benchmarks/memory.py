@@ -2,7 +2,7 @@
 against the same example run from the sources of a baseline git revision (default `1608c59`, the tree before the
 memory levers of issue 13), both in this invocation, one after the other.
 
-    python benchmarks/memory.py [--max-steps 10] [--baseline-rev 1608c59] [--no-baseline]
+    python benchmarks/memory.py [--max-steps 10] [--baseline-rev 1608c59] [--no-baseline] [--env KEY=VALUE]
 
 The RSS of `rl` and every descendant (inference, orchestrator, trainer and any children) is sampled every 0.5 s; a
 process's peak is the largest RSS seen, and the tree's peak is the largest sum over one sample. Seconds per step are
@@ -90,14 +90,18 @@ def seconds_per_step(output_dir: Path) -> float:
     return sum(times) / len(times)
 
 
-def run(source: Path, max_steps: int, interval: float = 0.5) -> tuple[TreeSample, float]:
-    """Runs the example with the sources under `source/src` first on the path; returns peaks and seconds per step."""
+def run(
+    source: Path, max_steps: int, interval: float = 0.5, extra_env: dict[str, str] | None = None
+) -> tuple[TreeSample, float]:
+    """Runs the example with the sources under `source/src` first on the path (and `extra_env` in its environment);
+    returns peaks and seconds per step."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(EXAMPLE), "--output-dir", tmp,
                "--max-steps", str(max_steps), "--inference.server.port", str(_port())]  # fmt: skip
         env = dict(
             os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(source / "src"), os.environ.get("PYTHONPATH")]))
         )
+        env.update(extra_env or {})
         with open(Path(tmp).parent / f"memory-{os.getpid()}.log", "w") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
             root, peaks = psutil.Process(proc.pid), TreeSample()
@@ -132,9 +136,11 @@ def main() -> None:
     parser.add_argument("--baseline-rev", default="1608c59")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--trace", type=Path, help="writes this tree's samples (RSS per role, bytes) as JSON lines")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE in this tree's environment (repeatable)")
     args = parser.parse_args()
+    extra_env = dict(item.split("=", 1) for item in args.env)
     print(f"load average before: {os.getloadavg()}", flush=True)
-    ours, ours_s = run(REPO, args.max_steps)
+    ours, ours_s = run(REPO, args.max_steps, extra_env=extra_env)
     if args.trace:
         args.trace.write_text("".join(json.dumps(s) + "\n" for s in ours.samples))
     print_table("this tree", ours, ours_s)

@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from prime_rl.trainer.attention import register_varlen_attention
 from prime_rl.trainer.config import ParallelConfig, TrainerModelConfig
+from prime_rl.trainer.lean_mlp import use_lean_mlp
 from prime_rl.trainer.parallel import World, shard_model
 from prime_rl.utils.device import get_device, resolve_dtype
 from prime_rl.utils.logger import get_logger
@@ -20,8 +21,9 @@ def model_path(config: TrainerModelConfig) -> str:
 def setup_model(
     config: TrainerModelConfig, parallel: ParallelConfig | None = None, world: World | None = None
 ) -> PreTrainedModel:
-    """The model on its device, in its dtype, in train mode, with the configured attention implementation; with
-    `parallel`, activation checkpointing if set and, in a distributed `world`, sharded by FSDP2."""
+    """The model on its device, in its dtype, in train mode, with the configured attention implementation and the
+    lean MLP backward (`lean_mlp.py`); with `parallel`, activation checkpointing if set and, in a distributed
+    `world`, sharded by FSDP2."""
     device = get_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     attn = config.attn_implementation
@@ -39,6 +41,7 @@ def setup_model(
         from prime_rl.trainer.lora import apply_lora
 
         apply_lora(model, config.lora, path)
+    use_lean_mlp(model)  # exact, and less activation memory (after LoRA: a wrapped `down_proj` keeps its own)
     sharded = world is not None and world.distributed
     if not sharded:
         model.to(device)
