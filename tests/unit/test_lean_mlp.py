@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 from torch import nn
+from transformers.models.llama.modeling_llama import LlamaMLP
 
 from prime_rl.trainer.config import TrainerModelConfig
 from prime_rl.trainer.lean_mlp import SwiGLUDown, lean_mlp_forward, use_lean_mlp
@@ -72,13 +73,19 @@ def test_saves_two_intermediate_tensors_fewer_per_mlp(tiny_model_dir):
     assert plain - lean == 2 * 11 * 128
 
 
-def test_only_plain_silu_mlps_are_switched():
+def test_only_llama_mlps_with_plain_silu_are_switched():
     class MLP(nn.Module):
         def __init__(self, act: nn.Module, bias: bool = False):
             super().__init__()
             self.gate_proj, self.up_proj = nn.Linear(4, 8, bias=False), nn.Linear(4, 8, bias=False)
             self.down_proj, self.act_fn = nn.Linear(8, 4, bias=bias), act
 
-    model = nn.ModuleList([MLP(nn.SiLU()), MLP(nn.GELU()), MLP(nn.SiLU(), bias=True)])
+        forward = LlamaMLP.forward
+
+    class Other(MLP):
+        def forward(self, x):
+            return self.down_proj(self.act_fn(self.gate_proj(x)) + self.up_proj(x))
+
+    model = nn.ModuleList([MLP(nn.SiLU()), MLP(nn.GELU()), MLP(nn.SiLU(), bias=True), Other(nn.SiLU())])
     assert use_lean_mlp(model) == 1
-    assert "forward" in vars(model[0]) and "forward" not in vars(model[1]) and "forward" not in vars(model[2])
+    assert ["forward" in vars(m) for m in model] == [True, False, False, False]

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
+from transformers.models.llama.modeling_llama import LlamaMLP
 
 SILU_MODULES = ("SiLU", "SiLUActivation")
 """Activation modules computing `F.silu` (torch's, and transformers' `ACT2FN["silu"]`)."""
@@ -43,13 +44,15 @@ def lean_mlp_forward(mlp: nn.Module, x: Float[Tensor, "... hidden"]) -> Float[Te
 
 
 def _fits(module: nn.Module) -> bool:
-    """A `down(act(gate(x)) * up(x))` MLP with SiLU and a plain bias-free `down_proj` (not wrapped, e.g. by LoRA)."""
-    linear = [getattr(module, name, None) for name in ("gate_proj", "up_proj", "down_proj")]
-    return (
-        all(type(layer) is nn.Linear for layer in linear)
-        and linear[2].bias is None
-        and type(getattr(module, "act_fn", None)).__name__ in SILU_MODULES
-    )
+    """A module whose forward is LlamaMLP's op for op (Qwen2, Mistral, ... copy it), with SiLU and a plain bias-free
+    `down_proj` (not wrapped, e.g. by LoRA)."""
+    forward = getattr(type(module).forward, "__code__", None)
+    own = LlamaMLP.forward.__code__
+    if forward is None or (forward.co_code, forward.co_names) != (own.co_code, own.co_names):
+        return False
+    down = module.down_proj
+    silu = type(module.act_fn).__name__ in SILU_MODULES
+    return type(down) is nn.Linear and down.bias is None and silu
 
 
 def use_lean_mlp(model: nn.Module) -> int:
