@@ -6,7 +6,9 @@ into one bytes object). A weight update or broadcast then holds one tensor beyon
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,9 @@ DTYPES = {
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 """Largest JSON header accepted (the format's own limit)."""
+
+CHUNK_BYTES = 4 * 1024 * 1024
+"""Default size of `TensorFile.chunks` (a [49152, 576] float32 embedding is 108 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -82,22 +87,50 @@ class TensorFile:
             raise ValueError(f"`{self.path}`: tensor `{name}` has dtype {code}, which is not supported")
         return DTYPES[code]
 
-    def read(self, name: str) -> Tensor:
-        """The tensor `name`, in fresh CPU memory."""
-        entry = self.entries[name]
-        out = torch.empty(entry.shape, dtype=self.dtype(name))
-        if out.nbytes != entry.nbytes:
+    def read(self, name: str, out: Tensor | None = None) -> Tensor:
+        """The tensor `name`, in fresh CPU memory, or read straight into `out` (a contiguous CPU tensor of its dtype
+        and number of elements, e.g. the parameter it updates: no copy in between)."""
+        entry, dtype = self.entries[name], self.dtype(name)
+        self._check_size(name, entry.shape, dtype)
+        if out is None:
+            out = torch.empty(entry.shape, dtype=dtype)
+        elif out.dtype != dtype or out.numel() != math.prod(entry.shape) or not out.is_contiguous() or out.is_cuda:
             raise ValueError(
-                f"`{self.path}`: tensor `{name}` has {entry.nbytes} bytes, its shape and dtype need {out.nbytes}"
+                f"`{self.path}`: tensor `{name}` ({entry.dtype}, {entry.shape}) cannot be read into a "
+                f"{'' if out.is_contiguous() else 'non-contiguous '}{out.dtype} tensor of shape {tuple(out.shape)} "
+                f"on {out.device}"
             )
-        view = memoryview(out.reshape(-1).view(torch.uint8).numpy())
+        self._read_bytes(name, out.detach().reshape(-1).view(torch.uint8), entry.start)
+        return out.view(entry.shape)
+
+    def chunks(self, name: str, max_bytes: int = CHUNK_BYTES) -> Iterator[Tensor]:
+        """The elements of tensor `name` in order, as flat tensors of at most `max_bytes` read one after the other
+        into one buffer (each is overwritten by the next): a pass over a tensor without holding all of it."""
+        entry, dtype = self.entries[name], self.dtype(name)
+        self._check_size(name, entry.shape, dtype)
+        numel, itemsize = math.prod(entry.shape), dtype.itemsize
+        per_chunk = max(max_bytes // itemsize, 1)
+        buffer = torch.empty(min(per_chunk, numel), dtype=dtype)
+        for first in range(0, numel, per_chunk):
+            chunk = buffer[: min(per_chunk, numel - first)]
+            self._read_bytes(name, chunk.view(torch.uint8), entry.start + first * itemsize)
+            yield chunk
+
+    def _check_size(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+        need = math.prod(shape) * dtype.itemsize
+        if need != self.entries[name].nbytes:
+            raise ValueError(
+                f"`{self.path}`: tensor `{name}` has {self.entries[name].nbytes} bytes, its shape and dtype need {need}"
+            )
+
+    def _read_bytes(self, name: str, dest: Tensor, offset: int) -> None:
+        view = memoryview(dest.numpy())
         done = 0
-        while done < entry.nbytes:
-            got = os.preadv(self._fd, [view[done:]], entry.start + done)
+        while done < len(view):
+            got = os.preadv(self._fd, [view[done:]], offset + done)
             if got == 0:
                 raise ValueError(f"`{self.path}` ended inside tensor `{name}`")
             done += got
-        return out
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -12,7 +12,7 @@ from torch import Tensor
 from prime_rl.inference.engines.base import EngineError
 from prime_rl.inference.weight_paths import weight_files
 from prime_rl.weights.state import unique_state_dict
-from prime_rl.weights.tensor_file import TensorFile
+from prime_rl.weights.tensor_file import CHUNK_BYTES, TensorFile
 
 
 def tied_aliases(model: torch.nn.Module) -> dict[str, str]:
@@ -50,10 +50,16 @@ class CheckedWeights:
     """Canonical parameter name -> (file, tensor name in that file)."""
 
     def copy_into_model(self, model: torch.nn.Module) -> None:
+        """Reads each tensor straight into its parameter when dtype and layout allow (no copy in between), else
+        reads it and copies it in (casting the dtype)."""
         state = unique_state_dict(model)
         with torch.no_grad():
             for canonical, (file, name) in self.sources.items():
-                state[canonical].copy_(file.read(name))
+                target = state[canonical]
+                if target.dtype == file.dtype(name) and target.is_contiguous() and target.device.type == "cpu":
+                    file.read(name, out=target)
+                else:
+                    target.copy_(file.read(name))
 
     def close(self) -> None:
         for file in self.files:
@@ -115,18 +121,25 @@ def check_tensor_files(
 
 def _check_tensor(file: TensorFile, name: str) -> None:
     try:
-        tensor = file.read(name)
+        _check_values(file.path, name, file)
     except (OSError, ValueError) as e:
         raise EngineError(f"cannot read `{file.path}`: {e}", "weight_dir") from e
-    _check_values(file.path, name, tensor)
 
 
-def _check_values(file: Path, name: str, tensor: Tensor) -> None:
-    if not tensor.dtype.is_floating_point:
+def _check_values(file: Path, name: str, tensor: Tensor | TensorFile) -> None:
+    """Floating point and finite; a `TensorFile`'s tensor is read in chunks (`torch.isfinite` of a whole tensor
+    allocates ~3x its size in temporaries: +0.29 GiB on SmolLM2's embedding, the server's peak before)."""
+    dtype = tensor.dtype(name) if isinstance(tensor, TensorFile) else tensor.dtype
+    if not dtype.is_floating_point:
         raise EngineError(
-            f"`{file.name}`: tensor `{name}` has dtype {tensor.dtype}; weights must be floating point", "weight_dir"
+            f"`{file.name}`: tensor `{name}` has dtype {dtype}; weights must be floating point", "weight_dir"
         )
-    if not bool(torch.isfinite(tensor).all()):
+    chunks = (
+        tensor.chunks(name)
+        if isinstance(tensor, TensorFile)
+        else tensor.reshape(-1).split(CHUNK_BYTES // tensor.element_size())
+    )
+    if not all(bool(torch.isfinite(chunk).all()) for chunk in chunks):
         raise EngineError(f"`{file.name}`: tensor `{name}` holds non-finite values (NaN or inf)", "weight_dir")
 
 
