@@ -45,3 +45,20 @@ def test_the_tokenizer_loads_once_on_first_use_and_answers_as_auto_tokenizer(tin
     assert lazy("hi")["input_ids"] == eager("hi")["input_ids"] and len(lazy) == len(eager)
     messages = [{"role": "user", "content": "hi"}]
     assert lazy.apply_chat_template(messages, tokenize=False) == eager.apply_chat_template(messages, tokenize=False)
+
+
+def test_the_rl_trainer_loads_its_tokenizer_only_to_export(tiny_model_dir, tmp_path, monkeypatch):
+    from prime_rl.trainer.rl import train as train_module
+    from prime_rl.trainer.rl.config import RLTrainerConfig
+    from prime_rl.utils.config import parse_config
+
+    loads = []
+    real = train_module.setup_tokenizer
+    monkeypatch.setattr(train_module, "setup_tokenizer", lambda config: loads.append(config.name) or real(config))
+    monkeypatch.setattr(train_module, "broadcast_weights", lambda *a: loads.append("broadcast") or None)
+    args = ["--model.name", str(tiny_model_dir), "--output-dir", str(tmp_path), "--max-steps", "2", "--seq-len", "32"]
+    args += ["--data.fake", "--data.fake-batch-size", "2", "--log.level", "warning"]
+    train_module.train(parse_config(RLTrainerConfig, args))
+    assert loads == ["broadcast", "broadcast", str(tiny_model_dir)]  # the final export, after both steps
+    saved = AutoTokenizer.from_pretrained(tmp_path / "weights" / "step_2")
+    assert saved.encode("Paris") == AutoTokenizer.from_pretrained(tiny_model_dir).encode("Paris")

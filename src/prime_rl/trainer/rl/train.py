@@ -7,9 +7,10 @@ import time
 
 import torch
 
+from prime_rl.orchestrator.lazy_tokenizer import LazyTokenizer
 from prime_rl.run_dir import RunDir
 from prime_rl.trainer.config import rank_threads
-from prime_rl.trainer.model import model_device, setup_model, setup_tokenizer
+from prime_rl.trainer.model import model_device, model_path, setup_model, setup_tokenizer
 from prime_rl.trainer.optim import setup_optimizer
 from prime_rl.trainer.outputs import CheckpointManager
 from prime_rl.trainer.packing import pack_samples
@@ -41,7 +42,7 @@ def train(config: RLTrainerConfig) -> None:
     with config_key(config, "loss"):
         loss_fn = setup_loss_fn(config.loss)
     model = setup_model(config.model, config.parallel, world)
-    tokenizer = setup_tokenizer(config.model)
+    tokenizer = LazyTokenizer(model_path(config.model), lambda: setup_tokenizer(config.model))  # for exports only
     optimizer = setup_optimizer(config.optim, model)
     scheduler = setup_scheduler(config.scheduler, optimizer, config.max_steps)
     merged = config.model.lora is not None and config.model.lora.export_merged
