@@ -3,9 +3,6 @@ burst and after a weight update)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import psutil
 import torch
 
@@ -24,20 +21,3 @@ def test_freed_blocks_below_the_mmap_threshold_are_returned_to_the_os():
     del blocks
     assert release_free_memory() is True
     assert held - rss().rss > 200 * MIB
-
-
-def test_map_large_blocks_returns_each_freed_large_block_at_once():
-    # In a child: the setting lasts for the whole process.
-    code = """
-import psutil, torch
-from prime_rl.utils.memory import map_large_blocks
-rss = lambda: psutil.Process().memory_info().rss
-torch.ones(8 * 2**20 // 4)  # freed: glibc raises its threshold to 8 MiB, so the next blocks would come from the heap
-print(map_large_blocks(2**20))
-blocks = [torch.ones(2**20) for _ in range(64)]  # 64 x 4 MiB
-held = rss()
-del blocks
-print((held - rss()) // 2**20 >= 200)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["True", "True"]

@@ -24,7 +24,6 @@ from prime_rl.trainer.step import check_finite, train_step
 from prime_rl.utils.config import config_key
 from prime_rl.utils.fs import is_stable
 from prime_rl.utils.logger import setup_process_logger
-from prime_rl.utils.memory import map_large_blocks
 from prime_rl.utils.metrics import MetricsWriter
 from prime_rl.utils.threads import available_cores, setup_threads
 from prime_rl.utils.wandb_logging import finish_wandb, setup_wandb
@@ -37,7 +36,6 @@ def train(config: RLTrainerConfig) -> None:
     world = setup_world(config.model.device)  # a no-op outside torchrun
     logger = setup_process_logger("trainer", config.log, out, world.is_main)
     setup_threads(rank_threads(config.num_threads or available_cores(), world.local_size), "trainer")
-    map_large_blocks()  # freed activations leave the resident set (docs/rl.md, Memory)
     torch.manual_seed(config.seed)
     with config_key(config, "loss"):
         loss_fn = setup_loss_fn(config.loss)
