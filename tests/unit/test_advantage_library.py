@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prime_rl.orchestrator.advantage import AdvantageInputs, compute_advantages
+from prime_rl.orchestrator.advantage import AdvantageInputs
 from prime_rl.orchestrator.advantages import grpo_advantage, rloo_advantage
+from prime_rl.orchestrator.batch_advantages import compute_advantages
 from prime_rl.orchestrator.config import GRPOAdvantageConfig, RLOOAdvantageConfig
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from prime_rl.orchestrator.advantage import compute_advantages
+from prime_rl.orchestrator.batch_advantages import compute_advantages
 from prime_rl.orchestrator.config import AdvantageConfigType, CustomAdvantageConfig
 from prime_rl.trainer.packing import MicroBatch
 from prime_rl.trainer.rl.config import CustomLossConfig, LossConfig, LossConfigType

@@ -1,7 +1,8 @@
 """The configured advantage (`setup_advantage_fn`), the default, and the tensor path of `compute_advantages`.
 
-The contract types live in `advantage_types.py` and `compute_advantages` in `batch_advantages.py` (the built-ins
-without torch); both are re-exported here (the seed's import path).
+The contract types live in `advantage_types.py` and are re-exported here (the seed's import path);
+`compute_advantages` lives in `batch_advantages.py` (the built-ins without torch), which calls back into this module
+only for the tensor path.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from torch import Tensor
 
 from prime_rl.orchestrator.advantage_types import AdvantageFn, AdvantageInputs, AdvantageOutputs
 from prime_rl.orchestrator.advantages import ADVANTAGE_FUNCTIONS
-from prime_rl.orchestrator.batch_advantages import compute_advantages
 from prime_rl.orchestrator.config import AdvantageConfig, AdvantageConfigType, CustomAdvantageConfig
 from prime_rl.utils.plugins import checked
 
@@ -21,7 +21,6 @@ __all__ = [
     "AdvantageFn",
     "AdvantageInputs",
     "AdvantageOutputs",
-    "compute_advantages",
     "default_advantage_fn",
     "setup_advantage_fn",
 ]
