@@ -9,10 +9,10 @@ import torch
 
 from prime_rl.orchestrator.advantage import (
     AdvantageInputs,
-    compute_advantages,
     default_advantage_fn,
     setup_advantage_fn,
 )
+from prime_rl.orchestrator.batch_advantages import compute_advantages
 from prime_rl.orchestrator.config import AdvantageConfig, CustomAdvantageConfig
 from prime_rl.utils.config import ConfigError
 
