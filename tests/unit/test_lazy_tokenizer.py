@@ -11,8 +11,8 @@ import sys
 from transformers import AutoTokenizer
 
 from prime_rl.environments import load_environments
-from prime_rl.orchestrator.lazy_tokenizer import LazyTokenizer
 from prime_rl.utils.config.sections import EnvConfig
+from prime_rl.utils.lazy_tokenizer import LazyTokenizer
 
 SETUP_IN_CHILD = """
 import sys

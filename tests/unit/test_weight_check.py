@@ -70,3 +70,17 @@ def test_both_engines_refuse_the_same_faults_alike(check, model, tmp_path):
         404,
         f"weight_dir `{tmp_path / 'empty'}` holds no *.safetensors file",
     )
+
+
+def test_adapter_tensors_are_read_and_checked_one_file_at_a_time(tmp_path: Path):
+    from prime_rl.inference.engines.weights import read_adapter_dir
+    from prime_rl.weights.adapter import ADAPTER_CONFIG, ADAPTER_FILE
+
+    a, b = torch.arange(6.0).view(2, 3), torch.ones(3, 2)
+    (tmp_path / ADAPTER_CONFIG).write_text('{"r": 2, "lora_alpha": 4}')
+    write_tensor_file({"x.lora_A.weight": a, "x.lora_B.weight": b}, tmp_path / ADAPTER_FILE)
+    adapter, scale = read_adapter_dir(tmp_path)
+    assert scale == 2.0 and torch.equal(adapter["x.lora_A.weight"], a) and torch.equal(adapter["x.lora_B.weight"], b)
+    write_tensor_file({"x.lora_A.weight": a, "x.lora_B.weight": b * float("nan")}, tmp_path / ADAPTER_FILE)
+    with pytest.raises(EngineError, match=r"tensor `x.lora_B.weight` holds non-finite values"):
+        read_adapter_dir(tmp_path)

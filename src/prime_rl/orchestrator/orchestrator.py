@@ -22,7 +22,6 @@ from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.orchestrator.difficulty import DifficultyPools
 from prime_rl.orchestrator.evaluation import eval_due, final_eval_logged, log_eval, run_eval, setup_eval_environments
 from prime_rl.orchestrator.generate import Generation, ScoreTimer, generate_groups
-from prime_rl.orchestrator.lazy_tokenizer import LazyTokenizer
 from prime_rl.orchestrator.metrics import (
     SAMPLE_COLUMNS,
     batch_metrics,
@@ -41,6 +40,7 @@ from prime_rl.transport.base import BatchSender
 from prime_rl.transport.filesystem import FileSystemSender
 from prime_rl.transport.types import TrainingBatch, batch_digest
 from prime_rl.utils.config import RunError, config_key
+from prime_rl.utils.lazy_tokenizer import LazyTokenizer
 from prime_rl.utils.logger import get_logger, setup_process_logger
 from prime_rl.utils.metrics import MetricsWriter
 from prime_rl.utils.models import resolve_model_path

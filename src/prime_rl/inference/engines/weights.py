@@ -12,7 +12,7 @@ from torch import Tensor
 from prime_rl.inference.engines.base import EngineError
 from prime_rl.inference.weight_paths import weight_files
 from prime_rl.weights.state import unique_state_dict
-from prime_rl.weights.tensor_file import CHUNK_BYTES, TensorFile
+from prime_rl.weights.tensor_file import TensorFile
 
 
 def tied_aliases(model: torch.nn.Module) -> dict[str, str]:
@@ -120,27 +120,18 @@ def check_tensor_files(
 
 
 def _check_tensor(file: TensorFile, name: str) -> None:
+    """Floating point and finite, read in chunks (`torch.isfinite` of a whole tensor allocates ~3x its size in
+    temporaries: +0.29 GiB on SmolLM2's embedding, the server's peak before); raises EngineError."""
     try:
-        _check_values(file.path, name, file)
+        dtype = file.dtype(name)
+        if not dtype.is_floating_point:
+            raise EngineError(
+                f"`{file.path.name}`: tensor `{name}` has dtype {dtype}; weights must be floating point", "weight_dir"
+            )
+        if not all(bool(torch.isfinite(chunk).all()) for chunk in file.chunks(name)):
+            raise EngineError(f"`{file.path.name}`: tensor `{name}` holds non-finite values (NaN or inf)", "weight_dir")
     except (OSError, ValueError) as e:
         raise EngineError(f"cannot read `{file.path}`: {e}", "weight_dir") from e
-
-
-def _check_values(file: Path, name: str, tensor: Tensor | TensorFile) -> None:
-    """Floating point and finite; a `TensorFile`'s tensor is read in chunks (`torch.isfinite` of a whole tensor
-    allocates ~3x its size in temporaries: +0.29 GiB on SmolLM2's embedding, the server's peak before)."""
-    dtype = tensor.dtype(name) if isinstance(tensor, TensorFile) else tensor.dtype
-    if not dtype.is_floating_point:
-        raise EngineError(
-            f"`{file.name}`: tensor `{name}` has dtype {dtype}; weights must be floating point", "weight_dir"
-        )
-    chunks = (
-        tensor.chunks(name)
-        if isinstance(tensor, TensorFile)
-        else tensor.reshape(-1).split(CHUNK_BYTES // tensor.element_size())
-    )
-    if not all(bool(torch.isfinite(chunk).all()) for chunk in chunks):
-        raise EngineError(f"`{file.name}`: tensor `{name}` holds non-finite values (NaN or inf)", "weight_dir")
 
 
 @torch.no_grad()
@@ -154,8 +145,6 @@ def copy_into(model: torch.nn.Module, tensors: dict[str, Tensor]) -> None:
 def read_adapter_dir(weight_dir: Path) -> tuple[dict[str, Tensor], float]:
     """A LoRA adapter directory in peft's format (`weights/adapter.py`): its tensors, checked for dtype and finite
     values, and its scale; raises EngineError. The shapes are checked against the model when it is merged."""
-    from safetensors.torch import load_file
-
     from prime_rl.weights.adapter import ADAPTER_CONFIG, adapter_scale, read_adapter_config
 
     try:
@@ -163,12 +152,13 @@ def read_adapter_dir(weight_dir: Path) -> tuple[dict[str, Tensor], float]:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise EngineError(f"`{weight_dir / ADAPTER_CONFIG}` is not a usable LoRA config: {e!r}", "weight_dir") from e
     adapter: dict[str, Tensor] = {}
-    for file in weight_files(weight_dir):
+    for path in weight_files(weight_dir):
         try:
-            tensors = load_file(file)
-        except Exception as e:
-            raise EngineError(f"cannot read `{file}`: {e}", "weight_dir") from e
-        for name, tensor in tensors.items():
-            _check_values(file, name, tensor)
-        adapter |= tensors
+            file = TensorFile(path)
+        except (OSError, ValueError) as e:
+            raise EngineError(f"cannot read `{path}`: {e}", "weight_dir") from e
+        with file:
+            for name in file.entries:
+                _check_tensor(file, name)
+                adapter[name] = file.read(name)
     return adapter, scale

@@ -7,7 +7,6 @@ import time
 
 import torch
 
-from prime_rl.orchestrator.lazy_tokenizer import LazyTokenizer
 from prime_rl.run_dir import RunDir
 from prime_rl.trainer.config import rank_threads
 from prime_rl.trainer.model import model_device, model_path, setup_model, setup_tokenizer
@@ -23,6 +22,7 @@ from prime_rl.trainer.scheduler import setup_scheduler
 from prime_rl.trainer.step import check_finite, train_step
 from prime_rl.utils.config import config_key
 from prime_rl.utils.fs import is_stable
+from prime_rl.utils.lazy_tokenizer import LazyTokenizer
 from prime_rl.utils.logger import setup_process_logger
 from prime_rl.utils.memory import release_free_memory
 from prime_rl.utils.metrics import MetricsWriter
