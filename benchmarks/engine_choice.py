@@ -24,7 +24,6 @@ import itertools
 import json
 import math
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 import httpx
 
 from prime_rl.utils.metrics import read_metrics
+from prime_rl.utils.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "one_word" / "rl.toml"
@@ -60,12 +60,6 @@ class RunTimes:
 
     def extrapolate(self, steps: int) -> float:
         return self.fixed + steps * self.step
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_healthy(proc: subprocess.Popen, port: int, start: float) -> float:

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from prime_rl.utils.net import free_port
 
 TOPICS = [
     "the moon", "volcanoes", "bread", "rivers", "chess", "bees", "winter", "trains", "music", "the ocean",
@@ -46,12 +47,6 @@ TEMPLATES = [
 
 def make_prompts(count: int) -> list[str]:
     return [TEMPLATES[i % len(TEMPLATES)].format(TOPICS[(i // len(TEMPLATES)) % len(TOPICS)]) for i in range(count)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SCENARIOS = {

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+from prime_rl.utils.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "one_word" / "rl.toml"
@@ -43,12 +44,6 @@ class TreeSample:
     """Each role's RSS in the sample where the tree peaked (the peaks of the roles need not meet)."""
     samples: list[dict[str, int]] = field(default_factory=list)
     """Every sample's RSS per role (for `--trace`)."""
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _role(proc: psutil.Process, root_pid: int) -> str:
@@ -97,7 +92,7 @@ def run(
     returns peaks and seconds per step."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(EXAMPLE), "--output-dir", tmp,
-               "--max-steps", str(max_steps), "--inference.server.port", str(_port())]  # fmt: skip
+               "--max-steps", str(max_steps), "--inference.server.port", str(free_port())]  # fmt: skip
         env = dict(
             os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(source / "src"), os.environ.get("PYTHONPATH")]))
         )

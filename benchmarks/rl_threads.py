@@ -13,30 +13,24 @@ from __future__ import annotations
 
 import argparse
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from prime_rl.utils.net import free_port
 from prime_rl.utils.threads import available_cores
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "one_word" / "rl.toml"
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_seconds(steps: int, inference_threads: int, trainer_threads: int, timeout: float | None = None) -> float:
     """Wall-clock seconds of one `rl` run (capped at `timeout`, after which the run is stopped cleanly)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(EXAMPLE), "--output-dir", tmp, "--max-steps", str(steps),
-               "--inference.server.port", str(_port()), "--inference.num-threads", str(inference_threads),
+               "--inference.server.port", str(free_port()), "--inference.num-threads", str(inference_threads),
                "--trainer.num-threads", str(trainer_threads)]  # fmt: skip
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -24,13 +24,14 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from prime_rl.utils.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 VICTIMS = ("rl", "inference", "orchestrator", "trainer")
@@ -40,9 +41,7 @@ STALL_SECONDS = 900.0  # no launch of a tiny run takes this long, even on a load
 
 
 def write_config(run_dir: Path, model_dir: Path, steps: int, async_level: int) -> Path:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     path = run_dir / "rl.toml"
     path.write_text(
         f'output_dir = "{run_dir / "out"}"\nmax_steps = {steps}\nmax_async_level = {async_level}\nseq_len = 128\n'

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ import time
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from prime_rl.utils.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "one_word" / "rl.toml"
@@ -166,12 +167,6 @@ def run_trl(args) -> None:
         trainer.train()
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_tree(cmd: list[str], log: Path) -> tuple[float, float]:
     """Runs `cmd` to completion, sampling its process tree's RSS every 0.5 s; returns (wall seconds, peak GiB)."""
     import psutil
@@ -206,7 +201,7 @@ def side_rl(args, tmp: Path) -> dict:
     trainer's."""
     out = tmp / "rl_out"
     cmd = [sys.executable, "-m", "prime_rl.rl", "@", str(rl_toml(args.config, tmp)), "--output-dir", str(out),
-           "--max-steps", str(args.steps), "--inference.server.port", str(_port())]  # fmt: skip
+           "--max-steps", str(args.steps), "--inference.server.port", str(free_port())]  # fmt: skip
     wall, peak = run_tree(cmd, tmp / "rl.log")
     orch = [json.loads(line) for line in (out / "metrics" / "orchestrator.jsonl").read_text().splitlines()]
     trainer = [json.loads(line) for line in (out / "metrics" / "trainer.jsonl").read_text().splitlines()]

@@ -92,9 +92,9 @@ def running_server(tiny_model_dir: Path, run_dir: Path):
     """An inference server in this process (as in test_inference_server.py) whose output_dir is the run."""
     import uvicorn
 
-    from prime_rl.eval.server import free_port
     from prime_rl.inference.config import InferenceConfig
     from prime_rl.inference.server import setup_app, setup_engine
+    from prime_rl.utils.net import free_port
 
     port = free_port()
     config = InferenceConfig(

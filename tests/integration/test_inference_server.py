@@ -19,10 +19,10 @@ import httpx
 import pytest
 import torch
 
-from prime_rl.eval.server import free_port
 from prime_rl.inference.config import InferenceConfig
 from prime_rl.inference.engines.base import SamplingParams
 from prime_rl.inference.server import setup_app, setup_engine
+from prime_rl.utils.net import free_port
 
 MESSAGES = [{"role": "user", "content": "Reverse the word 'prime'."}]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from prime_rl.eval.server import free_port
 from prime_rl.launcher.config import RLConfig
 from prime_rl.reference.loop import reference_loop
 from prime_rl.utils.config import parse_config
 from prime_rl.utils.metrics import read_metrics
+from prime_rl.utils.net import free_port
 from prime_rl.weights.state import unique_state_dict
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prime_rl.eval.server import free_port
 from prime_rl.transport.filesystem import FileSystemReceiver
 from prime_rl.utils.metrics import read_metrics
+from prime_rl.utils.net import free_port
 from rl_runs import write_count_env
 
 REPO = Path(__file__).resolve().parents[2]

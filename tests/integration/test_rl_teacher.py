@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from prime_rl.eval.server import free_port
 from prime_rl.utils.metrics import read_metrics
+from prime_rl.utils.net import free_port
 from rl_runs import assert_exactly_once, child_pids, start_rl, wait_trained, write_count_env
 
 MAX_STEPS = 6

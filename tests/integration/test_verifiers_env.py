@@ -17,8 +17,8 @@ import torch
 pytest.importorskip("verifiers.v1")
 pytestmark = pytest.mark.verifiers
 
-from prime_rl.eval.server import free_port  # noqa: E402
 from prime_rl.transport.filesystem import FileSystemReceiver  # noqa: E402
+from prime_rl.utils.net import free_port  # noqa: E402
 from verifiers_tasksets import COUNT_TASKSET  # noqa: E402
 
 # A harness (the program the model runs in) that asks once, then follows up with a second user message.

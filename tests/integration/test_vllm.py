@@ -19,7 +19,7 @@ import httpx
 import pytest
 import torch
 
-from prime_rl.eval.server import free_port
+from prime_rl.utils.net import free_port
 
 pytestmark = pytest.mark.vllm
 

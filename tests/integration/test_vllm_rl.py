@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from prime_rl.eval.server import free_port
 from prime_rl.utils.metrics import read_metrics
+from prime_rl.utils.net import free_port
 
 pytestmark = pytest.mark.vllm
 REPO = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from prime_rl.client import InferenceClient, InferenceError, InferenceUnreachable, RetryPolicy
-from prime_rl.eval.server import free_port
 from prime_rl.orchestrator.config import SamplingConfig
+from prime_rl.utils.net import free_port
 
 
 def canned_response(body: dict, policy_step: int) -> dict:

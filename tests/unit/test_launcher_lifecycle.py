@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from prime_rl.eval.server import free_port
 from prime_rl.launcher.config import RLConfig
 from prime_rl.launcher.preflight import RunLock, check_port_free
 from prime_rl.utils.config import ConfigError, parse_config
 from prime_rl.utils.lifecycle import LAUNCHER_PID_ENV, alive, alive_after, descendants, watch_launcher
+from prime_rl.utils.net import free_port
 
 
 def test_run_lock_names_the_holder_and_is_free_once_its_holders_exit(tmp_path):

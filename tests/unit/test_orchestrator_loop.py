@@ -11,12 +11,12 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from prime_rl.eval.server import free_port
 from prime_rl.orchestrator.config import OrchestratorConfig
 from prime_rl.orchestrator.orchestrator import run
 from prime_rl.transport.filesystem import FileSystemReceiver, FileSystemSender
 from prime_rl.utils.fs import stable_dir
 from prime_rl.utils.metrics import read_metrics
+from prime_rl.utils.net import free_port
 
 
 class FakeServer:

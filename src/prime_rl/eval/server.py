@@ -3,7 +3,6 @@ with the launcher's process helpers; the client to it, and switching the served 
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ from prime_rl.run_dir import RunDir, step_dirs
 from prime_rl.utils.config import ConfigError, RunError
 from prime_rl.utils.config.dump import config_toml
 from prime_rl.utils.fs import atomic_write_text
+from prime_rl.utils.net import free_port
 
 
 def weights_root(weights_dir: Path) -> Path:
@@ -52,12 +52,6 @@ def served_root(config: EvalConfig) -> Path:
     if config.weights_dir is None:
         return config.output_dir
     return weights_root(config.weights_dir).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_config(config: EvalConfig, port: int) -> InferenceConfig:
