@@ -2,7 +2,7 @@
 against the same example run from the sources of a baseline git revision (default `1608c59`, the tree before the
 memory levers of issue 13), both in this invocation, one after the other.
 
-    python benchmarks/memory.py [--max-steps 10] [--baseline-rev 1608c59] [--no-baseline] [--env KEY=VALUE]
+    python benchmarks/memory.py [--max-steps 10] [--baseline-rev 1608c59] [--no-baseline] [--rounds N] [--env KEY=VALUE]
 
 The RSS of `rl` and every descendant (inference, orchestrator, trainer and any children) is sampled every 0.5 s; a
 process's peak is the largest RSS seen, and the tree's peak is the largest sum over one sample. Seconds per step are
@@ -10,6 +10,8 @@ the mean orchestrator step time (`time/step` in metrics/orchestrator.jsonl) afte
 the first weights). Prints a per-process table for each run (each process's own peak, and its RSS in the sample
 where the tree peaked) and, last,
 `rl_peak_rss: X GiB (baseline: Y GiB, ratio: R.RRx)` (ratio = baseline / ours) and the seconds-per-step ratio line.
+With `--rounds N` the two trees alternate N times and the last lines give each side's median over its N runs: the
+tree's peak depends on when the processes' peaks meet, and a step's time on what else the machine runs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -130,27 +133,38 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=10, help="shorter runs for iteration; the figure is for 10")
     parser.add_argument("--baseline-rev", default="1608c59")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1, help="alternates this tree and the baseline this many times")
     parser.add_argument("--trace", type=Path, help="writes this tree's samples (RSS per role, bytes) as JSON lines")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE in this tree's environment (repeatable)")
     args = parser.parse_args()
     extra_env = dict(item.split("=", 1) for item in args.env)
     print(f"load average before: {os.getloadavg()}", flush=True)
-    ours, ours_s = run(REPO, args.max_steps, extra_env=extra_env)
-    if args.trace:
-        args.trace.write_text("".join(json.dumps(s) + "\n" for s in ours.samples))
-    print_table("this tree", ours, ours_s)
-    if args.no_baseline:
-        print(f"rl_peak_rss: {ours.peak_total / GIB:.2f} GiB")
-        return
+    ours: list[tuple[TreeSample, float]] = []
+    base: list[tuple[TreeSample, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        base, base_s = run(export_revision(args.baseline_rev, Path(tmp)), args.max_steps)
-    print_table(f"baseline {args.baseline_rev}", base, base_s)
+        base_source = None if args.no_baseline else export_revision(args.baseline_rev, Path(tmp))
+        for i in range(args.rounds):
+            ours.append(run(REPO, args.max_steps, extra_env=extra_env))
+            print_table(f"this tree, round {i + 1}", *ours[-1])
+            if args.trace and i == 0:
+                args.trace.write_text("".join(json.dumps(s) + "\n" for s in ours[0][0].samples))
+            if base_source is not None:
+                base.append(run(base_source, args.max_steps))
+                print_table(f"baseline {args.baseline_rev}, round {i + 1}", *base[-1])
     print(f"load average after: {os.getloadavg()}")
+    ours_peak, ours_s = median_of(ours)
+    if not base:
+        print(f"rl_peak_rss: {ours_peak / GIB:.2f} GiB")
+        return
+    base_peak, base_s = median_of(base)
     print(f"seconds_per_step: {ours_s:.2f} s (baseline: {base_s:.2f} s, ratio: {ours_s / base_s:.2f}x)")
-    ratio = base.peak_total / ours.peak_total
-    print(
-        f"rl_peak_rss: {ours.peak_total / GIB:.2f} GiB (baseline: {base.peak_total / GIB:.2f} GiB, ratio: {ratio:.2f}x)"
-    )
+    ratio = base_peak / ours_peak
+    print(f"rl_peak_rss: {ours_peak / GIB:.2f} GiB (baseline: {base_peak / GIB:.2f} GiB, ratio: {ratio:.2f}x)")
+
+
+def median_of(runs: list[tuple[TreeSample, float]]) -> tuple[float, float]:
+    """The median tree peak (bytes) and the median seconds per step over `runs`."""
+    return statistics.median(p.peak_total for p, _ in runs), statistics.median(s for _, s in runs)
 
 
 if __name__ == "__main__":
