@@ -24,7 +24,6 @@ from prime_rl.utils.config import config_key
 from prime_rl.utils.fs import is_stable
 from prime_rl.utils.lazy_tokenizer import LazyTokenizer
 from prime_rl.utils.logger import setup_process_logger
-from prime_rl.utils.memory import release_free_memory
 from prime_rl.utils.metrics import MetricsWriter
 from prime_rl.utils.threads import available_cores, setup_threads
 from prime_rl.utils.wandb_logging import finish_wandb, setup_wandb
@@ -85,8 +84,6 @@ def train(config: RLTrainerConfig) -> None:
 
         t = time.perf_counter()
         broadcast_weights(model, out, step + 1, keep_broadcasts)
-        # The step's freed activations and gradients leave the resident set while the server loads these weights.
-        release_free_memory()
         result.times["broadcast"] = time.perf_counter() - t
         result.times |= save_times
         result.times["step"] = time.perf_counter() - start
