@@ -1,0 +1,94 @@
+"""What the trainer's memory levers cost per step: RL trainer steps on `make run`'s one-word shapes (4 groups of 8
+samples, 43-token prompts shared, 10-20 completion tokens) with a lever on and off, each variant in its own process
+(a heap trim in one process would change the next variant's page faults), alternated for `--rounds` rounds.
+
+Variants: `default` (the trainer as it ships), `trim` (`malloc_trim` after each step: freed activations and
+gradients leave the resident set, and fault back in at the next step), `no_lean_mlp` (autograd's own MLP backward
+instead of `trainer/lean_mlp.py`). Each reports its CPU seconds per step (all threads; other load on a shared
+machine barely moves it) and its RSS after each step. The last lines compare each variant's median step with the
+default's:
+
+    .venv/bin/python benchmarks/trainer_levers.py [--rounds 3] [--steps 4] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+from common import run_side
+
+VARIANTS = ("default", "trim", "no_lean_mlp")
+
+
+def child(args) -> None:
+    import psutil
+    import torch
+
+    import prime_rl.trainer.model as trainer_model
+    from prefix_sharing import SHAPES, make_samples
+    from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, TrainerModelConfig
+    from prime_rl.trainer.optim import setup_optimizer
+    from prime_rl.trainer.packing import pack_samples
+    from prime_rl.trainer.rl.config import LossConfig
+    from prime_rl.trainer.rl.loss import setup_loss_fn
+    from prime_rl.trainer.scheduler import setup_scheduler
+    from prime_rl.trainer.step import train_step
+    from prime_rl.utils.memory import release_free_memory
+
+    torch.set_num_threads(args.threads)
+    if args.variant == "no_lean_mlp":
+        trainer_model.use_lean_mlp = lambda model: 0
+    model = trainer_model.setup_model(TrainerModelConfig(name=args.model))
+    optimizer = setup_optimizer(AdamWConfig(lr=1e-6), model)
+    scheduler = setup_scheduler(ConstantSchedulerConfig(), optimizer, None)
+    loss_fn = setup_loss_fn(LossConfig())
+    prompt_len, lens, per_group, seq_len = SHAPES["one_word"]
+    seconds, rss = [], []
+    for i in range(args.steps + 1):  # step 0 warms up
+        samples = make_samples(prompt_len, lens, per_group, 4, model.config.vocab_size, seed=i)
+        start = time.process_time()
+        train_step(model, optimizer, scheduler, pack_samples(samples, seq_len, share=True), loss_fn, 1.0, 1024)
+        if args.variant == "trim":
+            release_free_memory()
+        seconds.append(time.process_time() - start)
+        rss.append(psutil.Process().memory_info().rss / 2**30)
+    print(json.dumps({"seconds": seconds[1:], "rss": rss[1:]}))
+
+
+def parent(args) -> None:
+    results: dict[str, dict[str, list[float]]] = {v: {"seconds": [], "rss": []} for v in VARIANTS}
+    for r in range(args.rounds):
+        for variant in VARIANTS:
+            cmd = [sys.executable, __file__, "--child", "--variant", variant, "--steps", str(args.steps)]
+            cmd += ["--threads", str(args.threads), "--model", args.model]
+            out = run_side(variant, cmd)
+            for key in ("seconds", "rss"):
+                results[variant][key] += out[key]
+            steps = ", ".join(f"{s:.2f}" for s in out["seconds"])
+            print(f"round {r + 1} {variant:12s}: cpu s/step [{steps}], RSS after steps {min(out['rss']):.2f}-"
+                  f"{max(out['rss']):.2f} GiB", flush=True)  # fmt: skip
+    base = statistics.median(results["default"]["seconds"])
+    for variant in VARIANTS[1:]:
+        median = statistics.median(results[variant]["seconds"])
+        line = f"{median:.2f} cpu-s (baseline: default {base:.2f} cpu-s, ratio: {median / base:.2f}x)"
+        print(f"trainer_step_{variant}: {line}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per variant and round (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=1, help="the trainer's threads in `make run` on 2 cores")
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=VARIANTS, default="default", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    child(args) if args.child else parent(args)
+
+
+if __name__ == "__main__":
+    main()
