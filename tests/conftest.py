@@ -4,6 +4,7 @@ user modules (environments, tasksets) written where `import` finds them."""
 from __future__ import annotations
 
 import importlib
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,21 @@ def build_tiny_model_dir(target: Path, seed: int = 0) -> Path:
     model = LlamaForCausalLM(config).to(torch.float32)
     model.save_pretrained(target, safe_serialization=True)
     return target
+
+
+@pytest.fixture(autouse=True)
+def _restore_prime_rl_logger():
+    """Undoes a test's process logger set-up (an in-process trainer or orchestrator): its file handler writes into the
+    test's tmp_path, which pytest deletes once the test passes, and a later test logging there would fail."""
+    root = logging.getLogger("prime_rl")
+    handlers, level, propagate = root.handlers[:], root.level, root.propagate
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    root.propagate = propagate
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ def setup_logger(name: str, level: str = "INFO", file: Path | None = None) -> lo
     """Configures the `prime_rl` logger once per process and returns `prime_rl.<name>`."""
     root = logging.getLogger("prime_rl")
     root.setLevel(level.upper())
+    for handler in root.handlers:
+        handler.close()  # a file handler of an earlier set-up in this process would keep its file open
     root.handlers.clear()
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
