@@ -3,10 +3,10 @@ samples, 43-token prompts shared, 10-20 completion tokens) with a lever on and o
 (a heap trim in one process would change the next variant's page faults), alternated for `--rounds` rounds.
 
 Variants: `default` (the trainer as it ships), `trim` (`malloc_trim` after each step: freed activations and
-gradients leave the resident set, and fault back in at the next step), `no_lean_mlp` (autograd's own MLP backward
-instead of `trainer/lean_mlp.py`). Each reports its CPU seconds per step (all threads; other load on a shared
-machine barely moves it) and its RSS after each step. The last lines compare each variant's median step with the
-default's:
+gradients leave the resident set, and fault back in at the next step), `lean_mlp` (`model.lean_mlp`: the MLP
+backward of `trainer/lean_mlp.py`, which recomputes instead of saving). Each reports its CPU seconds per step
+(all threads; other load on a shared machine barely moves it) and its RSS after each step. The last lines compare
+each variant's median step with the default's:
 
     .venv/bin/python benchmarks/trainer_levers.py [--rounds 3] [--steps 4] [--threads 1]
 """
@@ -21,16 +21,16 @@ import time
 
 from common import run_side
 
-VARIANTS = ("default", "trim", "no_lean_mlp")
+VARIANTS = ("default", "trim", "lean_mlp")
 
 
 def child(args) -> None:
     import psutil
     import torch
 
-    import prime_rl.trainer.model as trainer_model
     from prefix_sharing import SHAPES, make_samples
     from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, TrainerModelConfig
+    from prime_rl.trainer.model import setup_model
     from prime_rl.trainer.optim import setup_optimizer
     from prime_rl.trainer.packing import pack_samples
     from prime_rl.trainer.rl.config import LossConfig
@@ -40,9 +40,7 @@ def child(args) -> None:
     from prime_rl.utils.memory import release_free_memory
 
     torch.set_num_threads(args.threads)
-    if args.variant == "no_lean_mlp":
-        trainer_model.use_lean_mlp = lambda model: 0
-    model = trainer_model.setup_model(TrainerModelConfig(name=args.model))
+    model = setup_model(TrainerModelConfig(name=args.model, lean_mlp=args.variant == "lean_mlp"))
     optimizer = setup_optimizer(AdamWConfig(lr=1e-6), model)
     scheduler = setup_scheduler(ConstantSchedulerConfig(), optimizer, None)
     loss_fn = setup_loss_fn(LossConfig())

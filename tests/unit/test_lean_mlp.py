@@ -44,8 +44,10 @@ def test_frozen_down_weight_gets_no_gradient():
     assert weight.grad is None and gate.grad is not None and up.grad is not None
 
 
-def test_setup_model_uses_it_and_training_is_unchanged(tiny_model_dir):
-    model = setup_model(TrainerModelConfig(name=str(tiny_model_dir)))
+def test_setup_model_uses_it_when_asked_and_training_is_unchanged(tiny_model_dir):
+    default = setup_model(TrainerModelConfig(name=str(tiny_model_dir)))
+    assert not any("forward" in vars(layer.mlp) for layer in default.model.layers)
+    model = setup_model(TrainerModelConfig(name=str(tiny_model_dir), lean_mlp=True))
     mlps = [layer.mlp for layer in model.model.layers]
     assert all(mlp.forward.__func__ is lean_mlp_forward for mlp in mlps)
     plain = copy.deepcopy(model)
@@ -59,7 +61,7 @@ def test_setup_model_uses_it_and_training_is_unchanged(tiny_model_dir):
 
 
 def test_saves_two_intermediate_tensors_fewer_per_mlp(tiny_model_dir):
-    model = setup_model(TrainerModelConfig(name=str(tiny_model_dir)))
+    model = setup_model(TrainerModelConfig(name=str(tiny_model_dir), lean_mlp=True))
     mlp, x = model.model.layers[0].mlp, torch.randn(1, 11, 64)
 
     def saved_elements(forward) -> int:

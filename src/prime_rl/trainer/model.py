@@ -21,9 +21,9 @@ def model_path(config: TrainerModelConfig) -> str:
 def setup_model(
     config: TrainerModelConfig, parallel: ParallelConfig | None = None, world: World | None = None
 ) -> PreTrainedModel:
-    """The model on its device, in its dtype, in train mode, with the configured attention implementation and the
-    lean MLP backward (`lean_mlp.py`); with `parallel`, activation checkpointing if set and, in a distributed
-    `world`, sharded by FSDP2."""
+    """The model on its device, in its dtype, in train mode, with the configured attention implementation and, if
+    `lean_mlp`, the lean MLP backward (`lean_mlp.py`); with `parallel`, activation checkpointing if set and, in a
+    distributed `world`, sharded by FSDP2."""
     device = get_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     attn = config.attn_implementation
@@ -41,7 +41,8 @@ def setup_model(
         from prime_rl.trainer.lora import apply_lora
 
         apply_lora(model, config.lora, path)
-    use_lean_mlp(model)  # exact, and less activation memory (after LoRA: a wrapped `down_proj` keeps its own)
+    if config.lean_mlp:
+        use_lean_mlp(model)  # after LoRA: a wrapped `down_proj` keeps its own backward
     sharded = world is not None and world.distributed
     if not sharded:
         model.to(device)
