@@ -12,7 +12,8 @@ Weight broadcast is not part of the timed step.
 process, at the same thread count, the float32 matmul FLOP/s of that step's own GEMMs (the formula and the GEMMs are
 in `benchmarks/flops.py`); steps and GEMM suites alternate for `--rounds` rounds, medians are reported, and the
 utilisation is their ratio. `--variants` names trainer configurations to time side by side (the first one gives the
-utilisation line): `fused` (the default AdamW) and `foreach` (`optim.fused = false`).
+utilisation line): `fused` (the default AdamW), `foreach` (`optim.fused = false`) and `lean_mlp`
+(`model.lean_mlp = true`): all in one process, steps alternated.
 
     .venv/bin/python benchmarks/trainer.py                      # 64 x 256 tokens (slow on 2 CPU cores)
     .venv/bin/python benchmarks/trainer.py --samples 8 --steps 2 --rounds 2 --threads 1 --clock cpu   # shared host
@@ -74,6 +75,7 @@ VARIANTS = {
     # name: (TrainerModelConfig overrides, AdamWConfig overrides)
     "fused": ({}, {"fused": True}),
     "foreach": ({}, {"fused": False}),
+    "lean_mlp": ({"lean_mlp": True}, {}),
 }
 
 

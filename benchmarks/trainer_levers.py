@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 
-from common import run_side
+from common import run_side, setup_rl_step
 
 VARIANTS = ("default", "trim", "lean_mlp")
 
@@ -29,27 +29,20 @@ def child(args) -> None:
     import torch
 
     from prefix_sharing import SHAPES, make_samples
-    from prime_rl.trainer.config import AdamWConfig, ConstantSchedulerConfig, TrainerModelConfig
+    from prime_rl.trainer.config import TrainerModelConfig
     from prime_rl.trainer.model import setup_model
-    from prime_rl.trainer.optim import setup_optimizer
     from prime_rl.trainer.packing import pack_samples
-    from prime_rl.trainer.rl.config import LossConfig
-    from prime_rl.trainer.rl.loss import setup_loss_fn
-    from prime_rl.trainer.scheduler import setup_scheduler
-    from prime_rl.trainer.step import train_step
     from prime_rl.utils.memory import release_free_memory
 
     torch.set_num_threads(args.threads)
     model = setup_model(TrainerModelConfig(name=args.model, lean_mlp=args.variant == "lean_mlp"))
-    optimizer = setup_optimizer(AdamWConfig(lr=1e-6), model)
-    scheduler = setup_scheduler(ConstantSchedulerConfig(), optimizer, None)
-    loss_fn = setup_loss_fn(LossConfig())
+    step = setup_rl_step(model, lr=1e-6)
     prompt_len, lens, per_group, seq_len = SHAPES["one_word"]
     seconds, rss = [], []
     for i in range(args.steps + 1):  # step 0 warms up
         samples = make_samples(prompt_len, lens, per_group, 4, model.config.vocab_size, seed=i)
         start = time.process_time()
-        train_step(model, optimizer, scheduler, pack_samples(samples, seq_len, share=True), loss_fn, 1.0, 1024)
+        step(pack_samples(samples, seq_len, share=True))
         if args.variant == "trim":
             release_free_memory()
         seconds.append(time.process_time() - start)

@@ -53,7 +53,7 @@ class TrainerModelConfig(LoadedModelConfig):
     """Train LoRA adapters instead of all weights (`[model.lora]`; None: full fine-tuning)."""
     lean_mlp: bool = False
     """The MLP backward recomputes `silu(gate) * up` instead of saving it (`trainer/lean_mlp.py`, bit-identical
-    gradients): two [tokens, intermediate] tensors fewer per layer, 0.05-0.15 GiB of `make run`'s peak, for ~8 %
+    gradients): two [tokens, intermediate] tensors fewer per layer, 0.05-0.15 GiB of `make run`'s peak, for 3-8 %
     more trainer CPU per step on SmolLM2 (docs/rl.md#memory)."""
 
 
