@@ -3,6 +3,7 @@ function for RL and SFT, and no way to hand the step a loss it then ignores."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import pytest
@@ -134,26 +135,34 @@ def test_rl_and_sft_loops_run_the_same_step_function(tiny_model_dir, tmp_path, m
     assert losses[1] is SFT_LOSS
 
 
-def test_lm_head_gradient_added_in_place_equals_autograds_accumulation(tiny_model_dir, monkeypatch):
-    """From the second micro-batch on, the LM head's gradient goes into `weight.grad` in place (no [vocab, hidden]
-    buffer at the step's peak); the gradients equal autograd's own accumulation."""
+def test_head_and_embedding_gradients_added_in_place_equal_autograds_accumulation(tiny_model_dir, monkeypatch):
+    """From the second micro-batch on, the LM head's and the input embedding's gradients (one tied weight here) go
+    into `weight.grad` in place (no [vocab, hidden] buffer at the step's peak); the gradients equal autograd's own
+    accumulation."""
     import contextlib
 
+    import prime_rl.trainer.in_place_grad as in_place_grad
     import prime_rl.trainer.logprobs as logprobs
     import prime_rl.trainer.step as step
 
     model = setup_model(TrainerModelConfig(name=str(tiny_model_dir))).to(torch.float64)
+    assert model.get_input_embeddings().weight is model.get_output_embeddings().weight
     loss_fn = setup_loss_fn(LossConfig())
     micro_batches = pack_samples(make_samples([1.0, -0.5, 0.25, 2.0]), 10)
-    taken = []
-    accumulated = logprobs._accumulated_grad
-    monkeypatch.setattr(logprobs, "_accumulated_grad", lambda w, acc: taken.append(accumulated(w, acc)) or taken[-1])
+    taken = {"head": [], "embedding": []}
+    accumulated = in_place_grad.accumulated_grad
+    for module, name in ((logprobs, "head"), (in_place_grad, "embedding")):
+        record = functools.partial(
+            lambda name, w, dtype: taken[name].append(accumulated(w, dtype)) or taken[name][-1], name
+        )
+        monkeypatch.setattr(module, "accumulated_grad", record)
     grads = []
-    for in_place in (step.in_place_head_grad, contextlib.nullcontext):
-        monkeypatch.setattr(step, "in_place_head_grad", in_place)
+    for in_place in (step.in_place_grads, contextlib.nullcontext):
+        monkeypatch.setattr(step, "in_place_grads", in_place)
         model.zero_grad(set_to_none=True)
         forward_backward(model, micro_batches, loss_fn, chunk_size=7)
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
-    assert [t is not None for t in taken] == [False, True, True, True]  # the second run never asks
+    for name in ("head", "embedding"):  # the second run never asks
+        assert [t is not None for t in taken[name]] == [False, True, True, True], name
     for name, grad in grads[1].items():
         torch.testing.assert_close(grads[0][name], grad, atol=1e-12, rtol=1e-12, msg=name)

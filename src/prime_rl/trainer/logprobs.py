@@ -7,16 +7,14 @@ backward recomputes each chunk's logits, so no [tokens, vocab] float32 tensor ou
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import itertools
-from collections.abc import Iterator
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from prime_rl.trainer.attention import VARLEN, prompt_tree_mask
+from prime_rl.trainer.in_place_grad import accumulated_grad, in_place_allowed
 from prime_rl.trainer.packing import Segment, SharedPrompts
 
 
@@ -32,32 +30,6 @@ def _scaled_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None, inv_temp
     if bias is not None:
         logits = logits + bias * scale
     return logits.to(_acc_dtype(logits.dtype))
-
-
-_IN_PLACE_HEAD_GRAD = contextvars.ContextVar("in_place_head_grad", default=False)
-
-
-@contextlib.contextmanager
-def in_place_head_grad() -> Iterator[None]:
-    """Forwards run under this are followed by `.backward()` (never `torch.autograd.grad`), so their LM-head
-    gradient may be added into `weight.grad` in place (`_accumulated_grad`)."""
-    token = _IN_PLACE_HEAD_GRAD.set(True)
-    try:
-        yield
-    finally:
-        _IN_PLACE_HEAD_GRAD.reset(token)
-
-
-def _accumulated_grad(weight: Tensor, acc: torch.dtype) -> Tensor | None:
-    """`weight.grad` when the LM head's gradient can be added into it in place: from the second micro-batch of a
-    step on, this saves a [vocab, hidden] buffer at the step's peak (all activations still alive). Only for a plain
-    tensor gradient of the accumulation dtype, no hooks and no double backward; None otherwise."""
-    grad = weight.grad
-    plain = type(weight) is torch.nn.Parameter and grad is not None and type(grad) is Tensor
-    hooked = bool(weight._backward_hooks) or bool(getattr(weight, "_post_accumulate_grad_hooks", None))
-    if not plain or hooked or torch.is_grad_enabled() or grad.dtype != acc or not grad.is_contiguous():
-        return None
-    return grad
 
 
 class ChunkedLogprobs(torch.autograd.Function):
@@ -80,7 +52,7 @@ class ChunkedLogprobs(torch.autograd.Function):
             entropy[s:e] = -torch.einsum("nv,nv->n", p, logp)
         ctx.save_for_backward(hidden, weight, bias, labels, inv_temps, lse)
         ctx.chunk_size = chunk_size
-        ctx.in_place = _IN_PLACE_HEAD_GRAD.get()
+        ctx.in_place = in_place_allowed()
         ctx.mark_non_differentiable(entropy)
         return logprobs, entropy
 
@@ -90,7 +62,7 @@ class ChunkedLogprobs(torch.autograd.Function):
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         acc = _acc_dtype(weight.dtype)
         grad_h = torch.empty_like(hidden) if need_h else None
-        into = _accumulated_grad(weight, acc) if need_w and ctx.in_place else None
+        into = accumulated_grad(weight, acc) if need_w and ctx.in_place else None
         grad_w = into if into is not None else torch.zeros_like(weight, dtype=acc) if need_w else None
         grad_b = torch.zeros_like(bias, dtype=acc) if need_b else None
         n, chunk_size = hidden.shape[0], ctx.chunk_size

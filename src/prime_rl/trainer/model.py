@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from prime_rl.trainer.attention import register_varlen_attention
 from prime_rl.trainer.config import ParallelConfig, TrainerModelConfig
+from prime_rl.trainer.in_place_grad import use_in_place_embedding_grad
 from prime_rl.trainer.lean_mlp import use_lean_mlp
 from prime_rl.trainer.parallel import World, shard_model
 from prime_rl.utils.device import get_device, resolve_dtype
@@ -21,9 +22,9 @@ def model_path(config: TrainerModelConfig) -> str:
 def setup_model(
     config: TrainerModelConfig, parallel: ParallelConfig | None = None, world: World | None = None
 ) -> PreTrainedModel:
-    """The model on its device, in its dtype, in train mode, with the configured attention implementation and, if
-    `lean_mlp`, the lean MLP backward (`lean_mlp.py`); with `parallel`, activation checkpointing if set and, in a
-    distributed `world`, sharded by FSDP2."""
+    """The model on its device, in its dtype, in train mode, with the configured attention implementation, the input
+    embedding's in-place gradient (`in_place_grad.py`) and, if `lean_mlp`, the lean MLP backward (`lean_mlp.py`);
+    with `parallel`, activation checkpointing if set and, in a distributed `world`, sharded by FSDP2."""
     device = get_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     attn = config.attn_implementation
@@ -41,6 +42,7 @@ def setup_model(
         from prime_rl.trainer.lora import apply_lora
 
         apply_lora(model, config.lora, path)
+    use_in_place_embedding_grad(model)
     if config.lean_mlp:
         use_lean_mlp(model)  # after LoRA: a wrapped `down_proj` keeps its own backward
     sharded = world is not None and world.distributed

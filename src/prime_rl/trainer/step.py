@@ -16,7 +16,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from prime_rl.trainer.logprobs import in_place_head_grad, packed_logprobs
+from prime_rl.trainer.in_place_grad import in_place_grads
+from prime_rl.trainer.logprobs import packed_logprobs
 from prime_rl.trainer.optim import clip_grad_norm
 from prime_rl.trainer.packing import MicroBatch
 from prime_rl.trainer.parallel import (
@@ -63,7 +64,7 @@ def forward_backward(
     metrics: dict[str, list[Tensor]] = {}
     for mb in micro_batches:
         mb = mb.to(device)
-        with in_place_head_grad():
+        with in_place_grads():
             logprobs, entropy = logprobs_fn(
                 mb.input_ids,
                 mb.position_ids,
