@@ -47,7 +47,6 @@ class PeakRSS:
 
 
 def child(args) -> None:
-    import psutil
     import torch
 
     from prefix_sharing import SHAPES, make_samples
@@ -71,7 +70,7 @@ def child(args) -> None:
         if args.variant == "trim":
             release_free_memory()
         seconds.append(time.process_time() - start)
-        rss.append(psutil.Process().memory_info().rss / 2**30)
+        rss.append(peak.process.memory_info().rss / 2**30)
         peaks.append(peak.peak / 2**30)
     print(json.dumps({"seconds": seconds[1:], "rss": rss[1:], "peak": peaks[1:]}))
 

@@ -3,7 +3,6 @@ function for RL and SFT, and no way to hand the step a loss it then ignores."""
 
 from __future__ import annotations
 
-import functools
 import inspect
 
 import pytest
@@ -151,11 +150,12 @@ def test_head_and_embedding_gradients_added_in_place_equal_autograds_accumulatio
     micro_batches = pack_samples(make_samples([1.0, -0.5, 0.25, 2.0]), 10)
     taken = {"head": [], "embedding": []}
     accumulated = in_place_grad.accumulated_grad
-    for module, name in ((logprobs, "head"), (in_place_grad, "embedding")):
-        record = functools.partial(
-            lambda name, w, dtype: taken[name].append(accumulated(w, dtype)) or taken[name][-1], name
-        )
-        monkeypatch.setattr(module, "accumulated_grad", record)
+
+    def recorder(calls: list):
+        return lambda weight, dtype: calls.append(accumulated(weight, dtype)) or calls[-1]
+
+    monkeypatch.setattr(logprobs, "accumulated_grad", recorder(taken["head"]))
+    monkeypatch.setattr(in_place_grad, "accumulated_grad", recorder(taken["embedding"]))
     grads = []
     for in_place in (step.in_place_grads, contextlib.nullcontext):
         monkeypatch.setattr(step, "in_place_grads", in_place)

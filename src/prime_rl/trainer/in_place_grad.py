@@ -65,11 +65,8 @@ class EmbeddingLookup(torch.autograd.Function):
         padding_idx = -1 if ctx.padding_idx is None else ctx.padding_idx
         into = accumulated_grad(weight, grad_out.dtype) if ctx.in_place else None
         if into is None:  # autograd's own kernel
-            return (
-                None,
-                torch.ops.aten.embedding_dense_backward(grad_out, ids, weight.shape[0], padding_idx, False),
-                None,
-            )
+            grad = torch.ops.aten.embedding_dense_backward(grad_out, ids, weight.shape[0], padding_idx, False)
+            return None, grad, None
         flat, rows = ids.reshape(-1), grad_out.reshape(-1, grad_out.shape[-1])
         if ctx.padding_idx is not None:  # the padding row gets no gradient, as in F.embedding
             keep = flat != padding_idx
@@ -86,8 +83,8 @@ def use_in_place_embedding_grad(model: nn.Module) -> bool:
     """Gives `model`'s input embedding the in-place backward if it is a plain `nn.Embedding` (no max_norm,
     scale_grad_by_freq or sparse gradient); returns whether it did."""
     embedding = model.get_input_embeddings()
-    plain = type(embedding) is nn.Embedding and embedding.max_norm is None
-    if not plain or embedding.scale_grad_by_freq or embedding.sparse:
+    other = embedding.max_norm is not None or embedding.scale_grad_by_freq or embedding.sparse
+    if type(embedding) is not nn.Embedding or other:
         return False
     embedding.forward = types.MethodType(_embedding_forward, embedding)
     return True
